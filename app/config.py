@@ -1,0 +1,170 @@
+"""Settings, read once from the environment and command-line flags.
+
+Every setting has an environment variable (``PORT``) and a matching flag
+(``--port``); a flag wins over the environment, the environment over the
+default. A bad value stops the program at start with one line naming the
+variable, instead of failing later in some handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class ConfigError(Exception):
+    """A setting has a value that cannot be used."""
+
+
+def _setting(default: Any, help: str, *, lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of Windsock's settings; the environment variable is the upper-cased name."""
+
+    # Serving.
+    host: str = _setting("127.0.0.1", "address to bind (0.0.0.0 in containers)")
+    port: int = _setting(8888, "HTTP port of this worker", lo=0, hi=65535)
+    worker_id: str = _setting("", "name reported by /healthz (default: hostname:port)")
+    static_dir: str = _setting(str(STATIC_DIR), "directory of the demo page served at /")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    shutdown_timeout: float = _setting(5.0, "seconds to drain connections on SIGTERM", lo=0, hi=600)
+
+    # Broker and history.
+    redis_url: str = _setting("", "redis://host:port/db for the Redis broker; empty = memory")
+    redis_prefix: str = _setting("windsock", "prefix of every Redis key and pub/sub channel")
+    history_size: int = _setting(100, "messages kept per channel", lo=1, hi=100_000)
+    history_ttl: int = _setting(86_400, "seconds an idle channel's history lives (0 = forever)", lo=0)
+    unsubscribe_grace: float = _setting(
+        2.0, "seconds a channel stays subscribed after its last local subscriber", lo=0, hi=3600
+    )
+
+    # Transports.
+    heartbeat_interval: float = _setting(
+        15.0, "seconds between SSE comments and WebSocket pings", lo=0.05, hi=3600
+    )
+    sse_retry_ms: int = _setting(2000, "reconnect delay sent to EventSource clients", lo=0)
+    max_message_bytes: int = _setting(65_536, "largest accepted message or body", lo=16)
+    max_queue_bytes: int = _setting(
+        1_048_576, "outgoing bytes buffered per connection before it is dropped", lo=1024
+    )
+    max_channels: int = _setting(100, "channels one connection may subscribe to", lo=1)
+
+    # Access.
+    publish_key: str = _setting("", "if set, HTTP publishers need 'Authorization: Bearer KEY'")
+    allowed_origins: tuple[str, ...] = _setting(
+        (), "comma list of browser origins allowed for /ws and /events (default: same origin)"
+    )
+    client_publish: tuple[str, ...] = _setting(
+        ("chat.*",), "comma list of channel globs WebSocket clients may publish to"
+    )
+    skip_unchanged: tuple[str, ...] = _setting(
+        (), "comma list of channel globs where a publish equal to the latest data is skipped"
+    )
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    @property
+    def worker_name(self) -> str:
+        return self.worker_id or f"{os.uname().nodename}:{self.port}"
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _env_name(name: str) -> str:
+    return name.upper()
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Turn one raw string into the field's type, or raise ConfigError naming the variable."""
+    env = _env_name(f.name)
+    kind = type(f.default)
+    try:
+        value: Any
+        if kind is tuple:
+            value = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif kind is int:
+            value = int(raw.strip())
+        elif kind is float:
+            value = float(raw.strip())
+            if value != value:  # NaN passes every range check, so refuse it here
+                raise ValueError
+        else:
+            value = raw.strip()
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+    lo, hi = f.metadata["lo"], f.metadata["hi"]
+    if lo is not None and value < lo:
+        raise ConfigError(f"{env}={raw!r} must be at least {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{env}={raw!r} must be at most {hi}")
+    return value
+
+
+def _check(settings: Settings) -> None:
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"LOG_LEVEL={settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    scheme = settings.broker_url.split("://", 1)[0]
+    if scheme not in {"memory", "redis", "rediss", "unix"}:
+        raise ConfigError(f"REDIS_URL={settings.redis_url!r} must start with redis:// or rediss://")
+    for origin in settings.allowed_origins:
+        if "://" not in origin:
+            raise ConfigError(f"ALLOWED_ORIGINS entry {origin!r} must look like https://host[:port]")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting, each defaulting to 'not given'."""
+    for f in _fields():
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            metavar=_env_name(f.name),
+            help=f"{f.metadata['help']} (default: {_show_default(f.default)})",
+        )
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    return str(value) if value != "" else "none"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    flags: argparse.Namespace | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from the environment, flags and keyword overrides (in rising priority).
+
+    Raises:
+        ConfigError: a value does not parse or is out of range; the message names it.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in _fields():
+        raw = environ.get(_env_name(f.name))
+        flag = getattr(flags, f.name, None) if flags is not None else None
+        if flag is not None:
+            raw = flag
+        if raw is not None:
+            values[f.name] = _convert(f, raw)
+    values.update(overrides)
+    settings = Settings(**values)
+    _check(settings)
+    return settings

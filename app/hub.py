@@ -1,0 +1,267 @@
+"""The hub: which local connections listen to which channel, and the fan-out to them.
+
+The hub subscribes the broker on a channel's first local subscriber and
+unsubscribes a grace period after its last, so clients flapping between
+channels do not churn Redis. It replays history to subscribers that resume,
+holding back live messages meanwhile, so a resume has no gap and no
+duplicate; and after a broker outage it fills the gap from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.brokers.base import Broker, PublishResult
+from app.channels import Patterns
+from app.messages import Message, plan_resume
+
+__all__ = ["Hub", "Subscriber"]
+
+log = logging.getLogger("windsock.hub")
+
+# A 'since' beyond any id: asks the broker for the latest id and no messages.
+_NOTHING = 2**62
+
+
+class Subscriber(Protocol):
+    """What a transport connection offers the hub. No method may block or raise."""
+
+    def deliver(self, message: Message) -> None:
+        """Queue ``message`` for the client."""
+
+    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
+        """The subscription is in force from id ``seq``; replayed messages follow.
+
+        ``lost`` says some of what the client asked to resume is gone.
+        """
+
+    def reset(self, channel: str, seq: int) -> None:
+        """Messages were lost in a broker outage and cannot be replayed."""
+
+
+class _Pending:
+    """Stands in for a subscriber while its history is replayed, holding live messages."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held: list[Message] = []
+
+    def deliver(self, message: Message) -> None:
+        self.held.append(message)
+
+    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
+        pass
+
+    def reset(self, channel: str, seq: int) -> None:
+        # Its own history read comes after the outage, so it has nothing to miss.
+        pass
+
+
+@dataclass
+class HubStats:
+    messages: int = 0
+    slow_consumers: int = 0
+    resets: int = 0
+
+
+class Hub:
+    """Counts local subscribers per channel and fans broker messages out to them."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        grace: float = 2.0,
+        skip_unchanged: Iterable[str] = (),
+    ) -> None:
+        self.broker = broker
+        self.stats = HubStats()
+        self._grace = grace
+        self._skip = Patterns(skip_unchanged)
+        # channel -> {subscriber: where its messages go (itself, or a _Pending)}
+        self._subs: dict[str, dict[Subscriber, Subscriber]] = {}
+        # The same, frozen for the fan-out loop, rebuilt on every change.
+        self._fanout: dict[str, tuple[Subscriber, ...]] = {}
+        self._last_id: dict[str, int] = {}
+        self._broker_subs: dict[str, asyncio.Future[None]] = {}
+        self._releasing: dict[str, asyncio.Task[None]] = {}
+        self._grace_timers: dict[str, asyncio.TimerHandle] = {}
+        # channel -> messages held while the gap after an outage is refilled
+        self._refilling: dict[str, list[Message]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        broker.bind(self._on_message, self._on_recover)
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        await self.broker.connect()
+
+    async def stop(self) -> None:
+        for timer in self._grace_timers.values():
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.broker.disconnect()
+
+    # Public API for transports.
+
+    async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
+        """Publish encoded JSON ``data``; skipped if unchanged and asked to or configured so."""
+        skip = skip_unchanged or self._skip.match(channel)
+        return await self.broker.publish(channel, data, skip_unchanged=skip)
+
+    async def subscribe(self, channel: str, subscriber: Subscriber, since: int | None = None) -> int:
+        """Add ``subscriber`` to ``channel``; replay what came after ``since`` first.
+
+        Returns the channel's latest id when the subscription took effect.
+
+        Raises:
+            WindsockError: ``broker_unavailable``; the subscriber is then not added.
+        """
+        pending = _Pending()
+        self._set(channel, subscriber, pending)
+        try:
+            await self._ensure_broker(channel)
+            history = await self.broker.history(channel, _NOTHING if since is None else since)
+        except BaseException:
+            self.unsubscribe(channel, subscriber)
+            raise
+        if self._subs.get(channel, {}).get(subscriber) is not pending:
+            return history.seq  # unsubscribed while we waited
+        self._last_id.setdefault(channel, history.seq)
+        replay: list[Message] = []
+        lost = False
+        if since is not None:
+            replay, lost = plan_resume(since, history.seq, history.messages)
+        if lost:
+            self.stats.resets += 1
+        subscriber.subscribed(channel, history.seq, lost)
+        for message in replay:
+            subscriber.deliver(message)
+        # Held live messages up to seq are already in the replay (or predate
+        # the subscription): skipping them is what prevents duplicates.
+        for message in pending.held:
+            if message.id > history.seq:
+                subscriber.deliver(message)
+        self._set(channel, subscriber, subscriber)
+        return history.seq
+
+    def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Remove ``subscriber``; the broker is unsubscribed after the grace period."""
+        targets = self._subs.get(channel)
+        if targets is None or targets.pop(subscriber, None) is None:
+            return
+        self._fanout[channel] = tuple(targets.values())
+        if not targets:
+            loop = asyncio.get_running_loop()
+            self._grace_timers[channel] = loop.call_later(self._grace, self._release, channel)
+
+    def subscriber_count(self, channel: str) -> int:
+        return len(self._subs.get(channel, ()))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "channels": len(self._subs),
+            "subscriptions": sum(len(t) for t in self._subs.values()),
+            "messages": self.stats.messages,
+            "slow_consumers": self.stats.slow_consumers,
+            "resets": self.stats.resets,
+        }
+
+    # Fan-out: the hot path. One dict lookup per message, one call per subscriber.
+
+    def _on_message(self, message: Message) -> None:
+        channel = message.channel
+        held = self._refilling.get(channel)
+        if held is not None:
+            held.append(message)
+            return
+        if message.id <= self._last_id.get(channel, 0):
+            return  # already delivered by a refill
+        self._last_id[channel] = message.id
+        self.stats.messages += 1
+        for target in self._fanout.get(channel, ()):
+            target.deliver(message)
+
+    # Bookkeeping.
+
+    def _set(self, channel: str, subscriber: Subscriber, target: Subscriber) -> None:
+        timer = self._grace_timers.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        targets = self._subs.setdefault(channel, {})
+        targets[subscriber] = target
+        self._fanout[channel] = tuple(targets.values())
+
+    async def _ensure_broker(self, channel: str) -> None:
+        # An unsubscribe still in flight must land before we subscribe again,
+        # or it would cancel the new subscription.
+        while (releasing := self._releasing.get(channel)) is not None:
+            await asyncio.shield(releasing)
+        future = self._broker_subs.get(channel)
+        if future is None:
+            future = asyncio.ensure_future(self.broker.subscribe(channel))
+            self._broker_subs[channel] = future
+        try:
+            await asyncio.shield(future)
+        except Exception:
+            if self._broker_subs.get(channel) is future:
+                del self._broker_subs[channel]
+            raise
+
+    def _release(self, channel: str) -> None:
+        self._grace_timers.pop(channel, None)
+        if self._subs.get(channel):
+            return
+        self._subs.pop(channel, None)
+        self._fanout.pop(channel, None)
+        self._last_id.pop(channel, None)
+        self._refilling.pop(channel, None)
+        if self._broker_subs.pop(channel, None) is None:
+            return
+
+        async def unsubscribe() -> None:
+            try:
+                await self.broker.unsubscribe(channel)
+            finally:
+                del self._releasing[channel]
+
+        self._releasing[channel] = self._spawn(unsubscribe())
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # Recovery after a broker outage.
+
+    def _on_recover(self) -> None:
+        for channel, last in self._last_id.items():
+            if channel not in self._refilling:
+                self._refilling[channel] = []
+                self._spawn(self._refill(channel, last))
+
+    async def _refill(self, channel: str, last: int) -> None:
+        """Replay what ``channel`` published while the broker was away, then release held messages."""
+        try:
+            history = await self.broker.history(channel, last)
+            replay, lost = plan_resume(last, history.seq, history.messages)
+        except Exception as exc:
+            log.warning("could not refill %s after the outage: %s", channel, exc)
+            replay, lost = [], False
+        held = self._refilling.pop(channel, [])
+        if lost:
+            self.stats.resets += 1
+            log.warning("history of %s was lost; telling its subscribers", channel)
+            for target in self._fanout.get(channel, ()):
+                target.reset(channel, history.seq)
+            # The replay after a reset starts below the old position.
+            self._last_id[channel] = 0
+        for message in (*replay, *held):
+            self._on_message(message)

@@ -1,0 +1,236 @@
+"""Wire formats: the message envelope, client frames, WebSocket and SSE framing.
+
+Pure functions with no I/O, so they are tested without sockets. A message is
+encoded once per process; every transport writes the same bytes to all of
+its subscribers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.channels import InvalidChannel, check_channel
+from app.errors import WindsockError
+
+__all__ = [
+    "ClientFrame",
+    "Message",
+    "dumps",
+    "encode_cursor",
+    "encode_envelope",
+    "parse_client_frame",
+    "parse_cursor",
+    "parse_id",
+    "plan_resume",
+    "sse_comment",
+    "sse_event",
+    "ws_text_frame",
+]
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as compact JSON with no newlines (safe inside an SSE field)."""
+    return orjson.dumps(obj)
+
+
+def encode_envelope(channel: str, msg_id: int, data: bytes) -> bytes:
+    """Build ``{"type":"message","channel":C,"id":N,"data":D}`` from already encoded data.
+
+    Channel names need no JSON escaping (see ``app.channels``), so splicing
+    is safe. The Redis broker's publish script builds the same bytes.
+    """
+    return b'{"type":"message","channel":"%s","id":%d,"data":%s}' % (
+        channel.encode(),
+        msg_id,
+        data,
+    )
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """Build one unmasked, final WebSocket text frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def sse_event(data: bytes, event_id: str | None = None) -> bytes:
+    """Build one Server-Sent Event; ``data`` must hold no newline (compact JSON has none)."""
+    if event_id is None:
+        return b"data: %s\n\n" % data
+    return b"id: %s\ndata: %s\n\n" % (event_id.encode(), data)
+
+
+def sse_comment(text: str) -> bytes:
+    """Build an SSE comment line, which EventSource ignores (heartbeats)."""
+    return b": %s\n\n" % text.encode()
+
+
+class Message:
+    """One published message: its channel, id and envelope, with encodings made on first use."""
+
+    __slots__ = ("_sse_event", "_ws_frame", "channel", "envelope", "id")
+
+    def __init__(self, channel: str, msg_id: int, envelope: bytes) -> None:
+        self.channel = channel
+        self.id = msg_id
+        self.envelope = envelope
+        self._ws_frame: bytes | None = None
+        self._sse_event: bytes | None = None
+
+    @classmethod
+    def build(cls, channel: str, msg_id: int, data: bytes) -> Message:
+        return cls(channel, msg_id, encode_envelope(channel, msg_id, data))
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The envelope as a WebSocket text frame, built once for all subscribers."""
+        if self._ws_frame is None:
+            self._ws_frame = ws_text_frame(self.envelope)
+        return self._ws_frame
+
+    @property
+    def sse_event(self) -> bytes:
+        """The envelope as an SSE event whose ``id:`` is the message id."""
+        if self._sse_event is None:
+            self._sse_event = sse_event(self.envelope, str(self.id))
+        return self._sse_event
+
+    def data(self) -> Any:
+        return orjson.loads(self.envelope)["data"]
+
+    def __repr__(self) -> str:
+        return f"Message({self.channel!r}, {self.id})"
+
+
+# Client frames.
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """A decoded WebSocket client frame."""
+
+    type: str
+    channel: str = ""
+    since: int | None = None
+    data: bytes = b"null"
+    ref: Any = None
+
+
+_CLIENT_TYPES = {"subscribe", "unsubscribe", "publish", "ping"}
+
+
+def parse_client_frame(raw: str | bytes) -> ClientFrame:
+    """Decode and validate one client frame.
+
+    Raises:
+        WindsockError: ``bad_json``, ``bad_message``, ``unknown_type``,
+            ``bad_channel`` or ``bad_since``, with a message for the client.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise WindsockError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise WindsockError("bad_message")
+    kind = obj["type"]
+    if kind not in _CLIENT_TYPES:
+        raise WindsockError(
+            "unknown_type", f"unknown type {kind[:64]!r}; expected one of " + ", ".join(sorted(_CLIENT_TYPES))
+        )
+    ref = obj.get("ref")
+    if kind == "ping":
+        return ClientFrame(kind, ref=ref)
+    try:
+        channel = check_channel(obj.get("channel"))
+    except InvalidChannel as exc:
+        raise WindsockError("bad_channel", str(exc)) from None
+    if kind == "publish":
+        if "data" not in obj:
+            raise WindsockError("bad_message", "publish needs a 'data' field")
+        return ClientFrame(kind, channel, data=dumps(obj["data"]), ref=ref)
+    since = obj.get("since")
+    if since is not None:
+        since = parse_id(since)
+    return ClientFrame(kind, channel, since=since, ref=ref)
+
+
+def parse_id(value: object) -> int:
+    """Read a message id (an int, or a decimal string as in Last-Event-ID).
+
+    Raises:
+        WindsockError: ``bad_since``.
+    """
+    if isinstance(value, bool):
+        raise WindsockError("bad_since")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        result = int(value)
+    else:
+        raise WindsockError("bad_since")
+    if not 0 <= result < 2**63:
+        raise WindsockError("bad_since")
+    return result
+
+
+# Resume cursors.
+
+
+def encode_cursor(positions: dict[str, int]) -> str:
+    """Encode the last id seen on each channel as ``a=1,b=2`` ('=' and ',' never occur in names)."""
+    return ",".join(f"{channel}={pos}" for channel, pos in positions.items())
+
+
+def parse_cursor(text: str, channels: Sequence[str]) -> dict[str, int]:
+    """Read a Last-Event-ID for a stream over ``channels``.
+
+    A bare id applies to every channel (so ``0`` asks each for its history); a
+    cursor names each channel's id. Channels a cursor leaves out start live.
+
+    Raises:
+        WindsockError: ``bad_since``.
+    """
+    text = text.strip()
+    if "=" not in text:
+        pos = parse_id(text)
+        return {channel: pos for channel in channels}
+    wanted = set(channels)
+    result: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise WindsockError("bad_since", "cursor must look like channel=id,channel=id")
+        if name in wanted:
+            result[name] = parse_id(value)
+    return result
+
+
+def plan_resume(since: int, seq: int, history: Sequence[Message]) -> tuple[list[Message], bool]:
+    """Decide what a subscriber resuming after ``since`` gets.
+
+    ``seq`` is the channel's latest id (0: the channel holds nothing) and
+    ``history`` its retained messages, oldest first, with consecutive ids.
+
+    Returns:
+        The messages to replay, and whether some were lost so the client must
+        be told with a ``reset`` before them.
+    """
+    if since == 0:
+        return list(history), False
+    if since == seq:
+        return [], False
+    if since > seq:
+        # An id this channel never issued: history was lost (Redis restarted
+        # empty, or the channel expired). Replay what is kept, honestly flagged.
+        return list(history), True
+    missed = [m for m in history if m.id > since]
+    complete = bool(missed) and missed[0].id == since + 1
+    return missed, not complete

@@ -1,0 +1,84 @@
+"""Lifecycle of one worker: start, serve, and drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import socket
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from app.brokers import make_broker
+from app.config import Settings
+from app.hub import Hub
+from app.transports.common import Connections
+from app.web import make_app
+
+__all__ = ["Server", "run"]
+
+log = logging.getLogger("windsock.server")
+
+
+class Server:
+    """One Windsock worker: broker, hub, HTTP server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub(
+            make_broker(settings),
+            grace=settings.unsubscribe_grace,
+            skip_unchanged=settings.skip_unchanged,
+        )
+        self.connections = Connections(settings.heartbeat_interval)
+        self.http: HTTPServer | None = None
+        self.port = settings.port
+
+    async def start(self) -> int:
+        """Connect the broker and start listening; returns the bound port."""
+        await self.hub.start()
+        self.connections.start()
+        sockets = bind_sockets(self.settings.port, self.settings.host, family=socket.AF_INET)
+        self.port = sockets[0].getsockname()[1]
+        # Built after binding, so a worker started on port 0 names its real port.
+        self.settings = dataclasses.replace(self.settings, port=self.port)
+        app = make_app(self.settings, self.hub, self.connections)
+        # xheaders: behind nginx, X-Real-IP / X-Forwarded-Proto are the truth.
+        self.http = HTTPServer(app, xheaders=True)
+        self.http.add_sockets(sockets)
+        log.info(
+            "worker %s listening on http://%s:%d (broker %s)",
+            self.settings.worker_name,
+            self.settings.host,
+            self.port,
+            self.settings.broker_url.split("://")[0],
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, ask clients to go elsewhere, wait for them, then close."""
+        if self.http is not None:
+            self.http.stop()
+        left = await self.connections.drain(self.settings.shutdown_timeout)
+        if left:
+            log.warning(
+                "%d connections still open after %.1f s; closing them", left, self.settings.shutdown_timeout
+            )
+        if self.http is not None:
+            await asyncio.wait_for(self.http.close_all_connections(), 2.0)
+        await self.hub.stop()
+
+
+async def run(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain."""
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining %s", server.connections.counts() or "no connections")
+    await server.stop()

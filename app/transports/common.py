@@ -1,0 +1,116 @@
+"""What every transport shares: JSON error bodies, the origin rule, the open-connection registry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import tornado.web
+from tornado.ioloop import PeriodicCallback
+
+from app.channels import InvalidChannel, check_channel
+from app.errors import ERRORS, WindsockError
+
+__all__ = ["Connection", "Connections", "JsonErrors", "channels_from_query", "origin_allowed"]
+
+_CODE_BY_STATUS = {status: code for code, (status, _) in reversed(ERRORS.items())}
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Apply the cross-origin rule for /ws and /events.
+
+    No Origin header means a non-browser client, which cross-site hijacking
+    cannot involve. With an allow-list the origin must be on it; without one
+    it must equal the Host header, port included.
+    """
+    if origin is None:
+        return True
+    origin = origin.lower().rstrip("/")
+    if allowed:
+        return "*" in allowed or origin in {a.lower().rstrip("/") for a in allowed}
+    return urlsplit(origin).netloc == (host or "").lower()
+
+
+class JsonErrors(tornado.web.RequestHandler):
+    """Answers every error with ``{"type": "error", "code": ..., "message": ...}``, never a traceback."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, WindsockError):
+            body = exc.as_dict()
+        else:
+            code = _CODE_BY_STATUS.get(status_code, "internal_error")
+            body = {"type": "error", "code": code, "message": self._reason}
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+    def check_origin_header(self, allowed: tuple[str, ...]) -> None:
+        """Raise 403 ``forbidden`` if the request comes from a browser origin not allowed."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, self.request.headers.get("Host"), allowed):
+            raise WindsockError("forbidden", f"origin {origin[:200]!r} is not allowed")
+
+
+class Connection(Protocol):
+    kind: str
+
+    def heartbeat(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class Connections:
+    """The open client connections of this process: heartbeats, counts, and the drain on shutdown."""
+
+    def __init__(self, heartbeat_interval: float) -> None:
+        self._open: set[Connection] = set()
+        self._beat = PeriodicCallback(self._heartbeat, heartbeat_interval * 1000)
+        self.draining = False
+        self._emptied = asyncio.Event()
+
+    def start(self) -> None:
+        self._beat.start()
+
+    def add(self, conn: Connection) -> None:
+        self._open.add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        self._open.discard(conn)
+        if not self._open:
+            self._emptied.set()
+
+    def counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for conn in self._open:
+            result[conn.kind] = result.get(conn.kind, 0) + 1
+        return result
+
+    def _heartbeat(self) -> None:
+        for conn in list(self._open):
+            conn.heartbeat()
+
+    async def drain(self, seconds: float) -> int:
+        """Ask every connection to leave, wait up to ``seconds``; return how many remain."""
+        self.draining = True
+        self._beat.stop()
+        for conn in list(self._open):
+            conn.shutdown()
+        if self._open:
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), seconds)
+        return len(self._open)
+
+
+def channels_from_query(handler: tornado.web.RequestHandler, limit: int) -> list[str]:
+    """Read ``?channel=`` (repeatable) into a de-duplicated list, or raise 400."""
+    names = list(dict.fromkeys(handler.get_arguments("channel")))
+    if len(names) > limit:
+        raise WindsockError("too_many_channels", f"at most {limit} channels")
+    try:
+        return [check_channel(name) for name in names]
+    except InvalidChannel as exc:
+        raise WindsockError("bad_channel", str(exc)) from None

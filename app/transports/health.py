@@ -1,0 +1,36 @@
+"""GET /healthz: is this worker able to deliver, and who is it."""
+
+from __future__ import annotations
+
+import os
+
+from app.config import Settings
+from app.hub import Hub
+from app.transports.common import Connections, JsonErrors
+
+__all__ = ["HealthHandler"]
+
+
+class HealthHandler(JsonErrors):
+    """200 with status ``ok``; 503 while the broker is unreachable or the worker drains."""
+
+    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
+        self.hub = hub
+        self.config = config
+        self.connections = connections
+
+    def get(self) -> None:
+        healthy = self.hub.broker.healthy
+        status = "draining" if self.connections.draining else ("ok" if healthy else "degraded")
+        self.set_status(200 if status == "ok" else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            {
+                "status": status,
+                "worker": self.config.worker_name,
+                "pid": os.getpid(),
+                "broker": self.hub.broker.status(),
+                "hub": self.hub.status(),
+                "connections": self.connections.counts(),
+            }
+        )

@@ -1,0 +1,88 @@
+"""/api/channels/NAME: publish over HTTP (POST) and read a channel's state (GET)."""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+import tornado.web
+
+from app.channels import InvalidChannel, check_channel
+from app.config import Settings
+from app.errors import WindsockError
+from app.hub import Hub
+from app.messages import dumps
+from app.transports.common import JsonErrors
+
+__all__ = ["ChannelHandler"]
+
+_TRUE = {"1", "true", "yes"}
+
+
+@tornado.web.stream_request_body
+class ChannelHandler(JsonErrors):
+    """POST publishes the JSON body as ``data``; GET answers the latest message and counts."""
+
+    def initialize(self, hub: Hub, config: Settings) -> None:
+        self.hub = hub
+        self.config = config
+        self.body = bytearray()
+
+    def prepare(self) -> None:
+        try:
+            self.channel = check_channel(self.path_args[0])
+        except InvalidChannel as exc:
+            raise WindsockError("bad_channel", str(exc)) from None
+        if self.request.method != "POST":
+            return
+        self._authorize()
+        limit = self.config.max_message_bytes
+        declared = self.request.headers.get("Content-Length", "0")
+        # Refuse by the header before reading, so an over-size body is never buffered.
+        if declared.isdigit() and int(declared) > limit:
+            raise WindsockError("too_large", f"body is larger than {limit} bytes")
+        assert self.request.connection is not None
+        self.request.connection.set_max_body_size(limit + 1)  # type: ignore[attr-defined]
+
+    def _authorize(self) -> None:
+        key = self.config.publish_key
+        if not key:
+            return
+        given = self.request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+            raise WindsockError("unauthorized", "publishing needs 'Authorization: Bearer <PUBLISH_KEY>'")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body += chunk
+        if len(self.body) > self.config.max_message_bytes:
+            raise WindsockError("too_large", f"body is larger than {self.config.max_message_bytes} bytes")
+
+    async def post(self, name: str) -> None:
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise WindsockError("bad_json", f"body is not valid JSON: {exc}") from None
+        skip = self.get_argument("skip_unchanged", "").lower() in _TRUE
+        result = await self.hub.publish(self.channel, dumps(data), skip_unchanged=skip)
+        if result.skipped:
+            self.finish({"id": result.id, "channel": self.channel, "skipped": True})
+        else:
+            self.set_status(202)
+            self.finish({"id": result.id, "channel": self.channel})
+
+    async def get(self, name: str) -> None:
+        history = await self.hub.broker.history(self.channel)
+        latest = history.messages[-1] if history.messages else None
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        # The latest envelope is spliced in as stored: no decode and re-encode.
+        self.finish(
+            b'{"channel":"%s","latest":%s,"history":%d,"subscribers":%d}'
+            % (
+                self.channel.encode(),
+                latest.envelope if latest else b"null",
+                len(history.messages),
+                self.hub.subscriber_count(self.channel),
+            )
+        )

@@ -1,0 +1,155 @@
+"""GET /events: the Server-Sent Events transport, for EventSource.
+
+A stream over one channel uses message ids as ``id:``; a stream over several
+uses a cursor naming each channel's last id, so Last-Event-ID resumes all of
+them without gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tornado.http1connection import HTTP1Connection
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+
+from app.config import Settings
+from app.errors import WindsockError
+from app.hub import Hub
+from app.messages import Message, dumps, encode_cursor, parse_cursor, sse_comment, sse_event
+from app.transports.common import Connections, JsonErrors, channels_from_query
+
+__all__ = ["EventsHandler"]
+
+log = logging.getLogger("windsock.sse")
+
+_HEARTBEAT = sse_comment("ping")
+
+
+class EventsHandler(JsonErrors):
+    """One EventSource client."""
+
+    kind = "sse"
+
+    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
+        self.hub = hub
+        self.config = config
+        self.connections = connections
+        self.channels: list[str] = []
+        self.since: dict[str, int] = {}
+        self.positions: dict[str, int] = {}
+        self.held: list[bytes] | None = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        assert isinstance(self.request.connection, HTTP1Connection)
+        self.http = self.request.connection
+
+    async def get(self) -> None:
+        if self.connections.draining:
+            raise WindsockError("shutting_down")
+        self.check_origin_header(self.config.allowed_origins)
+        channels = channels_from_query(self, self.config.max_channels)
+        if not channels:
+            raise WindsockError("bad_channel", "give at least one ?channel=")
+        last_id = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", "")
+        self.since = parse_cursor(last_id, channels) if last_id else {}
+
+        self.channels = channels
+        subscribed: list[str] = []
+        try:
+            for channel in channels:
+                subscribed.append(channel)
+                await self.hub.subscribe(channel, self, self.since.get(channel))
+            self._start()
+            self.connections.add(self)
+            await self.done
+        finally:
+            for channel in subscribed:
+                self.hub.unsubscribe(channel, self)
+            self.connections.discard(self)
+
+    def _start(self) -> None:
+        """Send the headers, the reconnect delay, the starting cursor and what was held."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        # nginx must not buffer the stream, and nothing may cache it.
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+        self.write(b"retry: %d\n" % self.config.sse_retry_ms)
+        # An event with an id but no data sets EventSource's lastEventId
+        # without firing: a client that drops before any message still
+        # resumes from here instead of missing what came in between.
+        self.write(b"id: %s\n\n" % self._cursor().encode())
+        held, self.held = self.held or [], None
+        for chunk in held:
+            self.write(chunk)
+        self.flush()
+        # Only now: the headers and the replay above may exceed the queue.
+        self.http.stream.max_write_buffer_size = self.config.max_queue_bytes
+
+    def _cursor(self) -> str:
+        if len(self.channels) == 1:
+            return str(next(iter(self.positions.values())))
+        return encode_cursor(self.positions)
+
+    # The hub's Subscriber interface.
+
+    def deliver(self, message: Message) -> None:
+        self.positions[message.channel] = message.id
+        if len(self.channels) == 1:
+            self._write(message.sse_event)  # the same bytes for every subscriber
+        else:
+            self._write(sse_event(message.envelope, self._cursor()))
+
+    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
+        since = self.since.get(channel)
+        # After a loss the replay starts from the oldest kept message, so the
+        # position to resume from until then is "everything" (0).
+        self.positions[channel] = 0 if lost else (seq if since is None else since)
+        if lost:
+            self.reset(channel, seq)
+
+    def reset(self, channel: str, seq: int) -> None:
+        reset = {
+            "type": "reset",
+            "channel": channel,
+            "id": seq,
+            "reason": "messages after your last id are no longer in history",
+        }
+        self._write(sse_event(dumps(reset)))
+
+    # Writing.
+
+    def _write(self, chunk: bytes) -> None:
+        if self.held is not None:
+            self.held.append(chunk)
+            return
+        if self.done.done():
+            return
+        try:
+            # Straight to the HTTP connection (chunked encoding), skipping
+            # RequestHandler's buffer and its flush per message.
+            self.http.write(chunk)
+        except StreamBufferFullError:
+            self.hub.stats.slow_consumers += 1
+            log.info("dropping slow SSE consumer %s: outgoing queue full", self.request.remote_ip)
+            # The client is not reading, so nothing more can reach it: abort.
+            self.http.stream.close()
+            self._end()
+        except StreamClosedError:
+            self._end()
+
+    def _end(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # Lifecycle.
+
+    def heartbeat(self) -> None:
+        self._write(_HEARTBEAT)
+
+    def shutdown(self) -> None:
+        # Ending the response makes EventSource reconnect, through nginx, to
+        # a worker that is not shutting down.
+        self._end()
+
+    def on_connection_close(self) -> None:
+        self._end()

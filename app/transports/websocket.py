@@ -1,0 +1,169 @@
+"""GET /ws: the WebSocket transport. Translates client frames to hub calls and messages to frames."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.websocket
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+
+from app.channels import Patterns
+from app.config import Settings
+from app.errors import WindsockError
+from app.hub import Hub
+from app.messages import ClientFrame, Message, dumps, parse_client_frame, ws_text_frame
+from app.transports.common import Connections, JsonErrors, channels_from_query
+
+__all__ = ["WebSocketHandler"]
+
+log = logging.getLogger("windsock.websocket")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
+    """One WebSocket client: its subscriptions, and a bounded outgoing buffer."""
+
+    kind = "websocket"
+
+    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
+        self.hub = hub
+        self.config = config
+        self.connections = connections
+        self.client_publish = Patterns(config.client_publish)
+        self.channels: set[str] = set()
+
+    # Handshake.
+
+    def prepare(self) -> None:
+        # Checked before the upgrade so a refusal is a plain HTTP answer with
+        # a JSON body, which proxies and browsers both report clearly.
+        if self.connections.draining:
+            raise WindsockError("shutting_down")
+        self.check_origin_header(self.config.allowed_origins)
+        self.query_channels = channels_from_query(self, self.config.max_channels)
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # already checked in prepare()
+
+    async def open(self) -> None:
+        assert self.ws_connection is not None
+        assert self.ws_connection.stream is not None
+        # A write beyond this raises StreamBufferFullError instead of growing
+        # memory without bound behind a client that stopped reading.
+        self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
+        self.connections.add(self)
+        for channel in self.query_channels:
+            await self._subscribe(ClientFrame("subscribe", channel))
+
+    # Client frames.
+
+    async def on_message(self, message: str | bytes) -> None:
+        frame: ClientFrame | None = None
+        try:
+            frame = parse_client_frame(message)
+            if frame.type == "subscribe":
+                await self._subscribe(frame)
+            elif frame.type == "unsubscribe":
+                self._unsubscribe(frame)
+            elif frame.type == "publish":
+                await self._publish(frame)
+            else:
+                self._send({"type": "pong", "ref": frame.ref})
+        except WindsockError as exc:
+            reply: dict[str, Any] = exc.as_dict()
+            if frame is not None:
+                reply.update(channel=frame.channel or None, ref=frame.ref)
+            self._send(reply)
+
+    async def _subscribe(self, frame: ClientFrame) -> None:
+        channel = frame.channel
+        if channel in self.channels:
+            # A repeated subscribe is a request to resume from a new position.
+            self.hub.unsubscribe(channel, self)
+        elif len(self.channels) >= self.config.max_channels:
+            raise WindsockError("too_many_channels", f"at most {self.config.max_channels} channels")
+        self.channels.add(channel)
+        try:
+            await self.hub.subscribe(channel, self, frame.since)
+        except WindsockError:
+            self.channels.discard(channel)
+            raise
+
+    def _unsubscribe(self, frame: ClientFrame) -> None:
+        if frame.channel in self.channels:
+            self.channels.discard(frame.channel)
+            self.hub.unsubscribe(frame.channel, self)
+        self._send({"type": "unsubscribed", "channel": frame.channel, "ref": frame.ref})
+
+    async def _publish(self, frame: ClientFrame) -> None:
+        if not self.client_publish.match(frame.channel):
+            raise WindsockError("forbidden", f"clients may not publish to {frame.channel!r}")
+        result = await self.hub.publish(frame.channel, frame.data)
+        self._send({"type": "published", "channel": frame.channel, "id": result.id, "ref": frame.ref})
+
+    # The hub's Subscriber interface.
+
+    def deliver(self, message: Message) -> None:
+        self._write(message.ws_frame)
+
+    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
+        self._send({"type": "subscribed", "channel": channel, "id": seq})
+        if lost:
+            self.reset(channel, seq)
+
+    def reset(self, channel: str, seq: int) -> None:
+        self._send(
+            {
+                "type": "reset",
+                "channel": channel,
+                "id": seq,
+                "reason": "messages after your last id are no longer in history",
+            }
+        )
+
+    # Writing. Frames are built once per message and written as bytes to the
+    # stream, bypassing write_message's per-client encoding.
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        # Optional fields are left out rather than sent as null.
+        obj = {key: value for key, value in obj.items() if value is not None}
+        self._write(ws_text_frame(dumps(obj)))
+
+    def _write(self, frame: bytes) -> None:
+        conn = self.ws_connection
+        if conn is None or conn.stream is None or conn.is_closing():
+            return
+        try:
+            conn.stream.write(frame)
+        except StreamBufferFullError:
+            self._overflow()
+        except StreamClosedError:
+            pass
+
+    def _overflow(self) -> None:
+        self.hub.stats.slow_consumers += 1
+        log.info("dropping slow consumer %s: outgoing queue full", self.request.remote_ip)
+        conn = self.ws_connection
+        assert conn is not None
+        assert conn.stream is not None
+        # Let the close frame queue behind the backlog; Tornado aborts the
+        # connection if the client does not answer it within 5 s.
+        conn.stream.max_write_buffer_size = None
+        self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer: outgoing queue full")
+
+    # Lifecycle.
+
+    def heartbeat(self) -> None:
+        pass  # Tornado pings (websocket_ping_interval)
+
+    def shutdown(self) -> None:
+        self.close(CLOSE_GOING_AWAY, "going away")
+
+    def on_close(self) -> None:
+        for channel in self.channels:
+            self.hub.unsubscribe(channel, self)
+        self.channels.clear()
+        self.connections.discard(self)

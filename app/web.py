@@ -1,0 +1,47 @@
+"""make_app: the route table, with every dependency handed to handlers through initialize()."""
+
+from __future__ import annotations
+
+import tornado.web
+from tornado.web import url
+
+from app.config import Settings
+from app.errors import WindsockError
+from app.hub import Hub
+from app.transports.common import Connections, JsonErrors
+from app.transports.health import HealthHandler
+from app.transports.http_api import ChannelHandler
+from app.transports.sse import EventsHandler
+from app.transports.websocket import WebSocketHandler
+
+__all__ = ["make_app"]
+
+
+class StaticHandler(JsonErrors, tornado.web.StaticFileHandler):
+    """The demo page and its scripts (nginx serves the same files in the stack)."""
+
+
+class NotFoundHandler(JsonErrors):
+    def prepare(self) -> None:
+        raise WindsockError("not_found")
+
+
+def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.web.Application:
+    """Build the Tornado application for one worker."""
+    deps = {"hub": hub, "config": settings}
+    live = {**deps, "connections": connections}
+    return tornado.web.Application(
+        [
+            url(r"/healthz", HealthHandler, live),
+            url(r"/ws", WebSocketHandler, live),
+            url(r"/events", EventsHandler, live),
+            url(r"/api/channels/([^/]*)", ChannelHandler, deps),
+            url(r"/api/.*", NotFoundHandler),
+            url(r"/(.*)", StaticHandler, {"path": settings.static_dir, "default_filename": "index.html"}),
+        ],
+        default_handler_class=NotFoundHandler,
+        websocket_ping_interval=settings.heartbeat_interval,
+        websocket_ping_timeout=settings.heartbeat_interval * 2,
+        websocket_max_message_size=settings.max_message_bytes,
+        compress_response=False,
+    )

@@ -1,0 +1,134 @@
+"""Factory fixtures: real redis-server processes and in-process Windsock workers on free ports."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings, load_settings
+from app.server import Server
+from tests.helpers import OPEN_SOCKETS, Process, free_port, need_binary, wait_until
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, with its data in a temp dir."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.binary = need_binary("redis-server")
+        self.dir = directory
+        self.port = port or free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = Process(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--protected-mode",
+                "no",
+            ],
+            log=str(self.dir / "redis.log"),
+        )
+        wait_until(self.ping, timeout=10)
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(autouse=True)
+def close_client_sockets() -> Iterator[None]:
+    """Close every WebSocket client a test opened, whatever the test did."""
+    yield
+    while OPEN_SOCKETS:
+        OPEN_SOCKETS.pop().close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server this test alone may stop and restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """Settings with test-friendly values and a Redis key prefix unique to this test."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "port": 0,
+            "redis_prefix": prefix,
+            "unsubscribe_grace": 0.2,
+            "worker_id": "",
+        }
+        values.update(overrides)
+        return load_settings(environ={}, **values)
+
+    return build
+
+
+@pytest.fixture
+async def make_server(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process workers; every one is stopped after the test."""
+    servers: list[Server] = []
+
+    async def start(**overrides: Any) -> Server:
+        server = Server(make_settings(**overrides))
+        await server.start()
+        server.base = f"http://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+        server.ws = f"ws://127.0.0.1:{server.port}/ws"  # type: ignore[attr-defined]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def server(request: pytest.FixtureRequest, make_server: Callable[..., Any]) -> Any:
+    """One worker, once with each broker."""
+    if request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        return await make_server(redis_url=redis.url)
+    return await make_server()
