@@ -73,6 +73,17 @@ class Settings:
         (), "comma list of channel globs where a publish equal to the latest data is skipped"
     )
 
+    # Ingest (app/sources/): where live data comes from.
+    sources: tuple[str, ...] = _setting(
+        ("udp", "demo", "pollers"),
+        "comma list of sources this process runs: udp, demo, pollers (empty: none)",
+    )
+    udp_host: str = _setting("127.0.0.1", "address of the UDP sensor listener")
+    udp_port: int = _setting(9999, "UDP port for sensor datagrams (0: any free port)", lo=0, hi=65535)
+    udp_token: str = _setting("", "if set, datagrams must carry this in a 'token' field")
+    sources_file: str = _setting("", "TOML file declaring [[pollers]] (see sources.example.toml)")
+    demo_rate: float = _setting(2.0, "messages per second per demo channel", lo=0.01, hi=1000)
+
     @property
     def broker_url(self) -> str:
         return self.redis_url or "memory://"
@@ -122,6 +133,9 @@ def _check(settings: Settings) -> None:
     scheme = settings.broker_url.split("://", 1)[0]
     if scheme not in {"memory", "redis", "rediss", "unix"}:
         raise ConfigError(f"REDIS_URL={settings.redis_url!r} must start with redis:// or rediss://")
+    unknown = set(settings.sources) - {"udp", "demo", "pollers"}
+    if unknown:
+        raise ConfigError(f"SOURCES has unknown entries {sorted(unknown)}; use udp, demo, pollers")
     for origin in settings.allowed_origins:
         if "://" not in origin:
             raise ConfigError(f"ALLOWED_ORIGINS entry {origin!r} must look like https://host[:port]")

@@ -100,6 +100,7 @@ def make_settings() -> Callable[..., Settings]:
             "redis_prefix": prefix,
             "unsubscribe_grace": 0.2,
             "worker_id": "",
+            "sources": (),
         }
         values.update(overrides)
         return load_settings(environ={}, **values)
