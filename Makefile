@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint run serve clean
+# Compose v2 if present, else Debian's docker-compose (v1.29).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+N ?= 3
+
+.PHONY: install test lint run serve up scale down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +24,26 @@ test: $(STAMP)
 
 ## lint: ruff and mypy (strict on app/)
 lint: $(STAMP)
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests deploy
+	$(BIN)/ruff format --check app tests deploy
 	$(BIN)/mypy
+
+## run: the whole stack natively, in the foreground: redis-server, supervisord
+## (WORKERS workers + ingest) and nginx on HTTP_PORT (default 8080). Ctrl-C stops it.
+run: $(STAMP)
+	$(BIN)/python deploy/stack.py
+
+## up / down: the stack in Docker (nginx on port 80)
+up:
+	$(COMPOSE) up -d --build
+down:
+	$(COMPOSE) down -v
+
+## scale: run N app replicas (make scale N=5); reloads nginx, which only
+## nginx builds without `server ... resolve` need
+scale:
+	$(COMPOSE) up -d --no-recreate --scale app=$(N)
+	$(COMPOSE) exec -T nginx windsock-reload
 
 ## serve: one process, in-memory broker (python -m app)
 serve: $(STAMP)

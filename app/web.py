@@ -44,4 +44,5 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
         websocket_ping_timeout=settings.heartbeat_interval * 2,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=False,
+        worker_name=settings.worker_name,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -64,11 +65,12 @@ class RedisServer:
 
 
 @pytest.fixture(autouse=True)
-def close_client_sockets() -> Iterator[None]:
-    """Close every WebSocket client a test opened, whatever the test did."""
+async def close_client_sockets() -> AsyncIterator[None]:
+    """Close every WebSocket and SSE client a test opened, whatever the test did."""
     yield
     while OPEN_SOCKETS:
         OPEN_SOCKETS.pop().close()
+    await asyncio.sleep(0)  # let the transports finish closing on this loop
 
 
 @pytest.fixture(scope="session")

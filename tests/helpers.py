@@ -102,7 +102,7 @@ async def publish(base: str, channel: str, data: Any, **headers: str) -> int:
 # WebSocket.
 
 # Every client connection a test opens, closed by an autouse fixture after it.
-OPEN_SOCKETS: list[WebSocketClientConnection] = []
+OPEN_SOCKETS: list[WebSocketClientConnection | asyncio.StreamWriter] = []
 
 
 @dataclass
@@ -193,6 +193,7 @@ class SSE:
             if ":" in line:
                 k, v = line.split(":", 1)
                 parsed[k.strip().lower()] = v.strip()
+        OPEN_SOCKETS.append(writer)
         client = cls(reader, writer, int(status_line.split()[1]), parsed)
         client._chunked = parsed.get("transfer-encoding", "").lower() == "chunked"
         if client.status != 200:

@@ -104,6 +104,7 @@ async def test_index_page_is_served(server: Any) -> None:
 
 async def test_health_ok(server: Any) -> None:
     """GET /healthz answers 200 ok with this worker's name and the broker state."""
-    status, body, _ = await http("GET", server.base + "/healthz")
+    status, body, response = await http("GET", server.base + "/healthz")
     assert status == 200 and body["status"] == "ok"
     assert body["worker"].endswith(f":{server.port}") and body["broker"]["healthy"] is True
+    assert response.headers["X-Windsock-Worker"] == body["worker"]

@@ -36,6 +36,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
 class JsonErrors(tornado.web.RequestHandler):
     """Answers every error with ``{"type": "error", "code": ..., "message": ...}``, never a traceback."""
 
+    def set_default_headers(self) -> None:
+        # Behind nginx, this is how a client or an operator tells which worker
+        # answered (the WebSocket handshake carries it too).
+        worker = self.application.settings.get("worker_name")
+        if worker:
+            self.set_header("X-Windsock-Worker", worker)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, WindsockError):
