@@ -22,6 +22,18 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## test-docker: the Docker end-to-end suite (tests/docker): builds the images
+## (stand-ins where the official ones cannot be pulled) and runs
+## `compose up --scale app=3` on a fresh project; skips without a Docker engine
+.PHONY: test-docker
+test-docker: $(STAMP)
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "test-docker: skipped: no Docker engine answers 'docker info' (the Docker end-to-end suite needs one)"; \
+	else \
+		WINDSOCK_TEST_TIMEOUT_SCALE=$${WINDSOCK_TEST_TIMEOUT_SCALE:-2} \
+			$(BIN)/python -m pytest -m docker tests/docker $(PYTEST_ARGS); \
+	fi
+
 ## lint: ruff and mypy (strict on app/)
 lint: $(STAMP)
 	$(BIN)/ruff check app tests deploy
