@@ -40,6 +40,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check app tests deploy
 	$(BIN)/mypy
 
+## bench: Windsock side by side with Nchan (bench/run.py; README "Performance").
+## Needs nginx, redis-server and libnginx-mod-nchan; writes artifacts/bench/.
+## BENCH_ARGS passes options, e.g. BENCH_ARGS="--groups ws-1k --profile".
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 ## run: the whole stack natively, in the foreground: redis-server, supervisord
 ## (WORKERS workers + ingest) and nginx on HTTP_PORT (default 8080). Ctrl-C stops it.
 run: $(STAMP)
