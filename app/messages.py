@@ -23,6 +23,7 @@ __all__ = [
     "dumps",
     "encode_cursor",
     "encode_envelope",
+    "http_chunk",
     "parse_client_frame",
     "parse_cursor",
     "parse_id",
@@ -68,6 +69,11 @@ def sse_event(data: bytes, event_id: str | None = None) -> bytes:
     return b"id: %s\ndata: %s\n\n" % (event_id.encode(), data)
 
 
+def http_chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one chunk of an HTTP/1.1 chunked body (RFC 9112 section 7.1)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 def sse_comment(text: str) -> bytes:
     """Build an SSE comment line, which EventSource ignores (heartbeats)."""
     return b": %s\n\n" % text.encode()
@@ -76,7 +82,7 @@ def sse_comment(text: str) -> bytes:
 class Message:
     """One published message: its channel, id and envelope, with encodings made on first use."""
 
-    __slots__ = ("_sse_event", "_ws_frame", "channel", "envelope", "id")
+    __slots__ = ("_sse_chunk", "_sse_event", "_ws_frame", "channel", "envelope", "id")
 
     def __init__(self, channel: str, msg_id: int, envelope: bytes) -> None:
         self.channel = channel
@@ -84,6 +90,7 @@ class Message:
         self.envelope = envelope
         self._ws_frame: bytes | None = None
         self._sse_event: bytes | None = None
+        self._sse_chunk: bytes | None = None
 
     @classmethod
     def build(cls, channel: str, msg_id: int, data: bytes) -> Message:
@@ -102,6 +109,13 @@ class Message:
         if self._sse_event is None:
             self._sse_event = sse_event(self.envelope, str(self.id))
         return self._sse_event
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """``sse_event`` framed as one HTTP/1.1 chunk, for streams with chunked encoding."""
+        if self._sse_chunk is None:
+            self._sse_chunk = http_chunk(self.sse_event)
+        return self._sse_chunk
 
     def data(self) -> Any:
         return orjson.loads(self.envelope)["data"]

@@ -16,8 +16,17 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
-from app.messages import Message, dumps, encode_cursor, parse_cursor, sse_comment, sse_event
+from app.messages import (
+    Message,
+    dumps,
+    encode_cursor,
+    http_chunk,
+    parse_cursor,
+    sse_comment,
+    sse_event,
+)
 from app.transports.common import Connections, JsonErrors, channels_from_query
+from app.transports.stream import write_now
 
 __all__ = ["EventsHandler"]
 
@@ -94,10 +103,13 @@ class EventsHandler(JsonErrors):
 
     def deliver(self, message: Message) -> None:
         self.positions[message.channel] = message.id
-        if len(self.channels) == 1:
-            self._write(message.sse_event)  # the same bytes for every subscriber
-        else:
+        if len(self.channels) > 1:
             self._write(sse_event(message.envelope, self._cursor()))
+        elif self.held is not None:
+            self._write(message.sse_event)
+        else:
+            # The same bytes for every subscriber, framed once per message.
+            self._send(message.sse_chunk if self.http._chunking_output else message.sse_event)
 
     def subscribed(self, channel: str, seq: int, lost: bool) -> None:
         since = self.since.get(channel)
@@ -122,12 +134,17 @@ class EventsHandler(JsonErrors):
         if self.held is not None:
             self.held.append(chunk)
             return
+        self._send(http_chunk(chunk) if self.http._chunking_output else chunk)
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data``, already framed for the connection, once the stream has started."""
         if self.done.done():
             return
         try:
-            # Straight to the HTTP connection (chunked encoding), skipping
-            # RequestHandler's buffer and its flush per message.
-            self.http.write(chunk)
+            # Straight to the socket (app.transports.stream), skipping
+            # RequestHandler's buffer and its flush per message, and the
+            # futures of HTTP1Connection.write and IOStream.write.
+            write_now(self.http.stream, data)
         except StreamBufferFullError:
             self.hub.stats.slow_consumers += 1
             log.info("dropping slow SSE consumer %s: outgoing queue full", self.request.remote_ip)
