@@ -72,6 +72,17 @@ class Settings:
     skip_unchanged: tuple[str, ...] = _setting(
         (), "comma list of channel globs where a publish equal to the latest data is skipped"
     )
+    subscribe_secret: str = _setting(
+        "", "if set, subscribing needs an HS256 JWT signed with it (claims: channels, exp)"
+    )
+
+    # Limits.
+    client_rate: float = _setting(20.0, "frames per second a WebSocket client may send", lo=0.1)
+    client_burst: int = _setting(50, "frames a WebSocket client may send in a burst", lo=1)
+    max_sse_connections: int = _setting(10_000, "SSE streams one worker holds at most", lo=1)
+    header_timeout: float = _setting(
+        10.0, "seconds a client may take to send its request headers (slowloris)", lo=0.1
+    )
 
     # Ingest (app/sources/): where live data comes from.
     sources: tuple[str, ...] = _setting(
@@ -83,6 +94,10 @@ class Settings:
     udp_token: str = _setting("", "if set, datagrams must carry this in a 'token' field")
     sources_file: str = _setting("", "TOML file declaring [[pollers]] (see sources.example.toml)")
     demo_rate: float = _setting(2.0, "messages per second per demo channel", lo=0.01, hi=1000)
+    udp_max_bytes: int = _setting(8192, "largest accepted sensor datagram", lo=64, hi=65507)
+    lease_seconds: float = _setting(
+        10.0, "seconds a dead ingest process keeps its pollers before a standby takes over", lo=0.5, hi=3600
+    )
 
     @property
     def broker_url(self) -> str:

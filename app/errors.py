@@ -15,12 +15,14 @@ ERRORS: dict[str, tuple[int, str]] = {
     "bad_since": (400, "'since' / Last-Event-ID must be a message id"),
     "too_many_channels": (400, "too many channels on one connection"),
     "too_large": (413, "message is larger than MAX_MESSAGE_BYTES"),
+    "rate_limited": (429, "too many frames; slow down"),
     "unauthorized": (401, "missing or wrong credentials"),
     "forbidden": (403, "not allowed"),
     "not_found": (404, "no such resource"),
     "method_not_allowed": (405, "method not allowed here"),
     "broker_unavailable": (503, "the message broker is unreachable; try again"),
     "shutting_down": (503, "this worker is shutting down; reconnect"),
+    "too_many_connections": (503, "this worker holds MAX_SSE_CONNECTIONS streams; retry"),
 }
 
 

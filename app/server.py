@@ -46,7 +46,11 @@ class Server:
         self.settings = dataclasses.replace(self.settings, port=self.port)
         app = make_app(self.settings, self.hub, self.connections)
         # xheaders: behind nginx, X-Real-IP / X-Forwarded-Proto are the truth.
-        self.http = HTTPServer(app, xheaders=True)
+        # idle_connection_timeout also bounds how long request headers may
+        # take, which is what ends slowloris-style half-open requests.
+        self.http = HTTPServer(
+            app, xheaders=True, idle_connection_timeout=self.settings.header_timeout
+        )
         self.http.add_sockets(sockets)
         log.info(
             "worker %s listening on http://%s:%d (broker %s)",

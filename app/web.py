@@ -41,7 +41,7 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
         ],
         default_handler_class=NotFoundHandler,
         websocket_ping_interval=settings.heartbeat_interval,
-        websocket_ping_timeout=settings.heartbeat_interval * 2,
+        websocket_ping_timeout=settings.heartbeat_interval,
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=False,
         worker_name=settings.worker_name,

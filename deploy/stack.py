@@ -313,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{stack.ports[0]}-{stack.ports[-1]}, UDP {args.udp_port}). Ctrl-C stops it.",
             flush=True,
         )
+        print(
+            f"Control the workers with: {sys.executable} -m supervisor.supervisorctl "
+            f"-s unix://{stack.dir}/supervisor.sock status",
+            flush=True,
+        )
         while not stopping:
             if (dead := stack.dead()) is not None:
                 print(f"stack: {dead} exited unexpectedly; stopping everything", file=sys.stderr)

@@ -19,10 +19,12 @@ from tests.helpers import OPEN_SOCKETS, Process, free_port, need_binary, wait_un
 class RedisServer:
     """A real redis-server on a loopback port, with its data in a temp dir."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, persist: bool = False) -> None:
         self.binary = need_binary("redis-server")
         self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.persist = persist
         self.process: Process | None = None
 
     @property
@@ -30,6 +32,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        # persist: every write reaches the append-only file, so a restart keeps history.
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         self.process = Process(
             [
                 self.binary,
@@ -39,8 +43,7 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *aof,
                 "--dir",
                 str(self.dir),
                 "--protected-mode",

@@ -248,6 +248,26 @@ class SSE:
 
         return await asyncio.wait_for(next_event(), timeout)
 
+    async def preamble(self, timeout: float = WAIT) -> str:
+        """Read the stream's opening blocks (retry, starting id); return the starting id."""
+
+        async def read() -> str:
+            while not self.last_event_id:
+                while b"\n\n" not in self._buffer:
+                    await self._read_more()
+                block, self._buffer = self._buffer.split(b"\n\n", 1)
+                for line in block.decode().split("\n"):
+                    name, _, value = line.partition(": ")
+                    if name == "id":
+                        self.last_event_id = value
+                    elif name == "retry":
+                        self.retry = int(value)
+                    elif name == "data":
+                        raise AssertionError("a message arrived before the starting id")
+            return self.last_event_id
+
+        return await asyncio.wait_for(read(), timeout)
+
     async def messages(self, n: int, timeout: float = WAIT) -> list[dict[str, Any]]:
         result = []
         while len(result) < n:
@@ -350,12 +370,62 @@ class RawWS:
 
     def send_text(self, payload: bytes) -> None:
         """Send one masked text frame (clients must mask)."""
-        mask = b"\x01\x02\x03\x04"
-        n = len(payload)
-        header = bytes([0x81]) + (
-            bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
-        )
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        self.send_frame(0x1, payload)
+
+    def send_frame(
+        self,
+        opcode: int,
+        payload: bytes,
+        *,
+        fin: bool = True,
+        masked: bool = True,
+        rsv: int = 0,
+        declared: int | None = None,
+    ) -> None:
+        """Send any frame, including ones that break RFC 6455 on purpose."""
+        n = len(payload) if declared is None else declared
+        head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+        mask_bit = 0x80 if masked else 0
+        if n < 126:
+            head += bytes([mask_bit | n])
+        elif n <= 0xFFFF:
+            head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
+        if masked:
+            mask = b"\x01\x02\x03\x04"
+            payload = mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(head + payload)
+
+    def frames(self, timeout: float = WAIT) -> list[tuple[int, bytes]]:
+        """Read frames until the server closes (or the time is up)."""
+        return parse_frames(self.read_all(timeout))
+
+    def close_frame(self, timeout: float = WAIT) -> tuple[int, str] | None:
+        """The (code, reason) of the server's close frame, if it sent one."""
+        closes = [p for op, p in self.frames(timeout) if op == 0x8]
+        if not closes:
+            return None
+        return int.from_bytes(closes[0][:2], "big"), closes[0][2:].decode()
+
+    def next_json(self, timeout: float = WAIT) -> Any:
+        """Read until one whole text frame arrives; return it decoded."""
+        self.sock.settimeout(timeout)
+        while True:
+            frames = parse_frames(self.buffer)
+            if frames:
+                opcode, payload = frames[0]
+                consumed = _frame_size(self.buffer)
+                self.buffer = self.buffer[consumed:]
+                if opcode == 0x8:
+                    raise EOFError(f"closed: {int.from_bytes(payload[:2], 'big')} {payload[2:]!r}")
+                if opcode == 0x1:
+                    return json.loads(payload)
+                continue
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buffer += chunk
 
     def read_all(self, timeout: float = WAIT) -> bytes:
         """Read until the server closes the connection, bounded in time."""
@@ -376,6 +446,15 @@ class RawWS:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _frame_size(data: bytes) -> int:
+    n, i = data[1] & 0x7F, 2
+    if n == 126:
+        n, i = int.from_bytes(data[2:4], "big"), 4
+    elif n == 127:
+        n, i = int.from_bytes(data[2:10], "big"), 10
+    return i + n
 
 
 def parse_frames(data: bytes) -> list[tuple[int, bytes]]:

@@ -13,7 +13,14 @@ from tornado.ioloop import PeriodicCallback
 from app.channels import InvalidChannel, check_channel
 from app.errors import ERRORS, WindsockError
 
-__all__ = ["Connection", "Connections", "JsonErrors", "channels_from_query", "origin_allowed"]
+__all__ = [
+    "Connection",
+    "Connections",
+    "JsonErrors",
+    "channels_from_query",
+    "origin_allowed",
+    "token_from",
+]
 
 _CODE_BY_STATUS = {status: code for code, (status, _) in reversed(ERRORS.items())}
 
@@ -74,6 +81,7 @@ class Connections:
 
     def __init__(self, heartbeat_interval: float) -> None:
         self._open: set[Connection] = set()
+        self._counts: dict[str, int] = {}
         self._beat = PeriodicCallback(self._heartbeat, heartbeat_interval * 1000)
         self.draining = False
         self._emptied = asyncio.Event()
@@ -82,18 +90,22 @@ class Connections:
         self._beat.start()
 
     def add(self, conn: Connection) -> None:
-        self._open.add(conn)
+        if conn not in self._open:
+            self._open.add(conn)
+            self._counts[conn.kind] = self._counts.get(conn.kind, 0) + 1
 
     def discard(self, conn: Connection) -> None:
-        self._open.discard(conn)
+        if conn in self._open:
+            self._open.discard(conn)
+            self._counts[conn.kind] -= 1
         if not self._open:
             self._emptied.set()
 
+    def count(self, kind: str) -> int:
+        return self._counts.get(kind, 0)
+
     def counts(self) -> dict[str, int]:
-        result: dict[str, int] = {}
-        for conn in self._open:
-            result[conn.kind] = result.get(conn.kind, 0) + 1
-        return result
+        return {kind: n for kind, n in self._counts.items() if n}
 
     def _heartbeat(self) -> None:
         for conn in list(self._open):
@@ -110,6 +122,15 @@ class Connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), seconds)
         return len(self._open)
+
+
+def token_from(handler: tornado.web.RequestHandler) -> str | None:
+    """The subscribe token: ``?token=`` (browsers cannot set WebSocket headers) or a bearer header."""
+    token = handler.get_argument("token", None)
+    if token:
+        return token
+    scheme, _, value = handler.request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
 
 
 def channels_from_query(handler: tornado.web.RequestHandler, limit: int) -> list[str]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
+from app.auth import verify_token
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
@@ -25,7 +27,7 @@ from app.messages import (
     sse_comment,
     sse_event,
 )
-from app.transports.common import Connections, JsonErrors, channels_from_query
+from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
 from app.transports.stream import write_now
 
 __all__ = ["EventsHandler"]
@@ -59,6 +61,18 @@ class EventsHandler(JsonErrors):
         channels = channels_from_query(self, self.config.max_channels)
         if not channels:
             raise WindsockError("bad_channel", "give at least one ?channel=")
+        if self.connections.count(self.kind) >= self.config.max_sse_connections:
+            raise WindsockError("too_many_connections")
+        if self.config.subscribe_secret:
+            grant = verify_token(token_from(self), self.config.subscribe_secret)
+            refused = [c for c in channels if not grant.allows(c)]
+            if refused:
+                raise WindsockError("forbidden", f"token does not allow channel {refused[0]}")
+            # The stream ends when the token does; EventSource reconnects
+            # with the same URL and gets 401 until the page mints a new one.
+            loop = asyncio.get_running_loop()
+            expiry = loop.call_later(max(0.0, grant.expires - time.time()), self._end)
+            self.done.add_done_callback(lambda _: expiry.cancel())
         last_id = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", "")
         self.since = parse_cursor(last_id, channels) if last_id else {}
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import struct
+import time
 from typing import Any
 
 import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.websocket import WebSocketProtocol13
 
+from app.auth import Grant, verify_token
 from app.channels import Patterns
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
+from app.limits import TokenBucket
 from app.messages import ClientFrame, Message, dumps, parse_client_frame, ws_text_frame
-from app.transports.common import Connections, JsonErrors, channels_from_query
+from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
 from app.transports.stream import write_now
 
 __all__ = ["WebSocketHandler"]
@@ -21,7 +28,49 @@ __all__ = ["WebSocketHandler"]
 log = logging.getLogger("windsock.websocket")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class StrictProtocol(WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol, closing with 1002 and a reason on violations.
+
+    Tornado drops the TCP connection on a protocol violation, which leaves
+    the client guessing, and it accepts unmasked client frames, which the
+    RFC forbids (section 5.1). This subclass sends close 1002 with a reason
+    first, and rejects unmasked frames. It leans on two private methods of
+    Tornado 6 (pinned below 7; tests/test_hostile.py fails if they change).
+    """
+
+    _at_frame_start = False
+
+    async def _receive_frame(self) -> None:
+        self._at_frame_start = True
+        await super()._receive_frame()
+
+    async def _read_bytes(self, n: int) -> bytes:
+        data = await super()._read_bytes(n)
+        if self._at_frame_start:
+            self._at_frame_start = False
+            if not data[1] & 0x80:
+                self.protocol_error("client frames must be masked")
+                raise StreamClosedError()
+        return data
+
+    def _abort(self) -> None:
+        self.protocol_error("protocol error")
+        super()._abort()
+
+    def protocol_error(self, reason: str) -> None:
+        """Send close 1002 unless a close was already sent or the stream is gone."""
+        if self.server_terminated or self.stream is None or self.stream.closed():
+            return
+        self.server_terminated = True
+        with contextlib.suppress(StreamClosedError, StreamBufferFullError):
+            self._write_frame(True, 0x8, struct.pack("!H", CLOSE_PROTOCOL_ERROR) + reason.encode())
 
 
 class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
@@ -35,6 +84,9 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         self.connections = connections
         self.client_publish = Patterns(config.client_publish)
         self.channels: set[str] = set()
+        self.grant: Grant | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self.bucket = TokenBucket(config.client_rate, config.client_burst)
 
     # Handshake.
 
@@ -49,6 +101,20 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return True  # already checked in prepare()
 
+    def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None  # Tornado answers 426 with the supported version
+        return StrictProtocol(
+            self,
+            False,
+            tornado.websocket._WebSocketParams(
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                max_message_size=self.max_message_size,
+                compression_options=self.get_compression_options(),
+            ),
+        )
+
     async def open(self) -> None:
         assert self.ws_connection is not None
         assert self.ws_connection.stream is not None
@@ -56,12 +122,42 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         # memory without bound behind a client that stopped reading.
         self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
         self.connections.add(self)
+        if self.config.subscribe_secret and not self._authenticate():
+            return
         for channel in self.query_channels:
-            await self._subscribe(ClientFrame("subscribe", channel))
+            if not await self._guarded(ClientFrame("subscribe", channel)):
+                return
+
+    def _authenticate(self) -> bool:
+        """Verify the subscribe token; close 4401 with the reason if it is not good."""
+        try:
+            self.grant = verify_token(token_from(self), self.config.subscribe_secret)
+        except WindsockError as exc:
+            self.close(CLOSE_UNAUTHORIZED, exc.message)
+            return False
+        # Browsers cannot see why a handshake failed, so the refusal is a
+        # close code after the upgrade; expiry ends the connection likewise.
+        delay = max(0.0, self.grant.expires - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, self.close, CLOSE_UNAUTHORIZED, "token expired"
+        )
+        return True
+
+    async def _guarded(self, frame: ClientFrame) -> bool:
+        """Subscribe, answering errors with an error frame; False once the connection is closed."""
+        try:
+            await self._subscribe(frame)
+        except WindsockError as exc:
+            self._send({**exc.as_dict(), "channel": frame.channel})
+        return self.ws_connection is not None and not self.ws_connection.is_closing()
 
     # Client frames.
 
     async def on_message(self, message: str | bytes) -> None:
+        if not self.bucket.allow():
+            self._send(WindsockError("rate_limited").as_dict())
+            self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+            return
         frame: ClientFrame | None = None
         try:
             frame = parse_client_frame(message)
@@ -81,6 +177,10 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
 
     async def _subscribe(self, frame: ClientFrame) -> None:
         channel = frame.channel
+        if self.grant is not None and not self.grant.allows(channel):
+            # Nothing is delivered to a client that asks beyond its token.
+            self.close(CLOSE_FORBIDDEN, f"token does not allow channel {channel}")
+            return
         if channel in self.channels:
             # A repeated subscribe is a request to resume from a new position.
             self.hub.unsubscribe(channel, self)
@@ -165,6 +265,8 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         self.close(CLOSE_GOING_AWAY, "going away")
 
     def on_close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         for channel in self.channels:
             self.hub.unsubscribe(channel, self)
         self.channels.clear()

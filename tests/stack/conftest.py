@@ -58,6 +58,27 @@ class NativeStack:
     def worker_names(self) -> set[str]:
         return {get_json(f"http://127.0.0.1:{p}/healthz")[1]["worker"] for p in self.worker_ports}
 
+    def supervisorctl(self, *args: str) -> str:
+        assert self.supervisor_dir is not None
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supervisor.supervisorctl",
+                "-s",
+                f"unix://{self.supervisor_dir}/supervisor.sock",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return result.stdout + result.stderr
+
+    def nginx_pid(self) -> int:
+        assert self.supervisor_dir is not None
+        return int((self.supervisor_dir / "nginx" / "nginx.pid").read_text())
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -106,11 +127,12 @@ def start_stack(tmp: Path, workers: int = 3, ingest: bool = False, **env: str) -
         )
     stack = NativeStack(proc, http_port, [base + i for i in range(workers)], ingest_port, udp_port, log)
     deadline = time.monotonic() + 90
-    while "Windsock is up" not in stack.output():
+    while "Control the workers with" not in stack.output():
         if proc.poll() is not None or time.monotonic() > deadline:
             stack.stop()
             raise AssertionError(f"stack did not start:\n{stack.output()}")
         time.sleep(0.1)
+    stack.supervisor_dir = Path(stack.output().split("unix://", 1)[1].split("/supervisor.sock")[0])
     return stack
 
 
@@ -131,8 +153,8 @@ def _free_range(n: int) -> int:
         try:
             for port in range(base, base + n):
                 s = socket.socket()
+                socks.append(s)  # closed below even if bind fails
                 s.bind(("127.0.0.1", port))
-                socks.append(s)
             return base
         except OSError:
             continue
