@@ -62,6 +62,38 @@ class _Pending:
         pass
 
 
+class _After:
+    """Stands in for a subscriber that is ahead of this process's pub/sub stream.
+
+    A client resuming on this worker may already have messages that this
+    worker's pub/sub has not delivered yet (it got them from another worker,
+    or from the history just read): those must not reach it a second time.
+    On the first newer message the hub puts the subscriber itself back.
+    """
+
+    __slots__ = ("channel", "floor", "hub", "subscriber")
+
+    def __init__(self, hub: Hub, channel: str, subscriber: Subscriber, floor: int) -> None:
+        self.hub = hub
+        self.channel = channel
+        self.subscriber = subscriber
+        self.floor = floor
+
+    def deliver(self, message: Message) -> None:
+        if message.id <= self.floor:
+            return
+        self.hub._caught_up(self.channel, self.subscriber, self)
+        self.subscriber.deliver(message)
+
+    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
+        pass
+
+    def reset(self, channel: str, seq: int) -> None:
+        # After a loss the ids restart above every earlier one: no floor left.
+        self.hub._caught_up(self.channel, self.subscriber, self)
+        self.subscriber.reset(channel, seq)
+
+
 @dataclass
 class HubStats:
     messages: int = 0
@@ -148,7 +180,12 @@ class Hub:
         for message in pending.held:
             if message.id > history.seq:
                 subscriber.deliver(message)
-        self._set(channel, subscriber, subscriber)
+        if self._last_id.get(channel, 0) < history.seq:
+            # Our pub/sub lags the history just read: what it still brings up
+            # to history.seq, the subscriber already has.
+            self._set(channel, subscriber, _After(self, channel, subscriber, history.seq))
+        else:
+            self._set(channel, subscriber, subscriber)
         return history.seq
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
@@ -189,6 +226,11 @@ class Hub:
             target.deliver(message)
 
     # Bookkeeping.
+
+    def _caught_up(self, channel: str, subscriber: Subscriber, stand_in: Subscriber) -> None:
+        """Deliver to ``subscriber`` directly from now on, if ``stand_in`` still stands for it."""
+        if self._subs.get(channel, {}).get(subscriber) is stand_in:
+            self._set(channel, subscriber, subscriber)
 
     def _set(self, channel: str, subscriber: Subscriber, target: Subscriber) -> None:
         timer = self._grace_timers.pop(channel, None)
