@@ -28,7 +28,7 @@ from app.messages import (
     sse_event,
 )
 from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
-from app.transports.stream import write_now
+from app.transports.stream import Coalescing, write_now
 
 __all__ = ["EventsHandler"]
 
@@ -37,7 +37,7 @@ log = logging.getLogger("windsock.sse")
 _HEARTBEAT = sse_comment("ping")
 
 
-class EventsHandler(JsonErrors):
+class EventsHandler(JsonErrors, Coalescing):
     """One EventSource client."""
 
     kind = "sse"
@@ -123,7 +123,7 @@ class EventsHandler(JsonErrors):
             self._write(message.sse_event)
         else:
             # The same bytes for every subscriber, framed once per message.
-            self._send(message.sse_chunk if self.http._chunking_output else message.sse_event)
+            self._coalesce(message.sse_chunk if self.http._chunking_output else message.sse_event)
 
     def subscribed(self, channel: str, seq: int, lost: bool) -> None:
         since = self.since.get(channel)
@@ -148,9 +148,9 @@ class EventsHandler(JsonErrors):
         if self.held is not None:
             self.held.append(chunk)
             return
-        self._send(http_chunk(chunk) if self.http._chunking_output else chunk)
+        self._coalesce(http_chunk(chunk) if self.http._chunking_output else chunk)
 
-    def _send(self, data: bytes) -> None:
+    def _emit(self, data: bytes) -> None:
         """Write ``data``, already framed for the connection, once the stream has started."""
         if self.done.done():
             return

@@ -8,13 +8,25 @@ message. ``write_now`` sends straight to the socket when nothing is queued
 ahead, which is the common case, and hands anything the kernel did not take
 (and every error) to ``IOStream.write``, which queues it behind, enforces
 ``max_write_buffer_size`` and closes the stream on errors as before.
+
+Under load, several messages reach the hub in one turn of the event loop
+(a burst of publishes, or several Redis messages read at once). ``Coalescing``
+then joins a connection's second and later writes of that turn into one
+write at the turn's end: one ``send()`` per connection per turn instead of
+one per message. The first write of a turn still goes out at once, so a
+lightly loaded server adds no delay and no cost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from tornado.iostream import IOStream
 
-__all__ = ["write_now"]
+__all__ = ["Coalescing", "write_now"]
+
+log = logging.getLogger("windsock.stream")
 
 
 def write_now(stream: IOStream, data: bytes) -> None:
@@ -40,3 +52,71 @@ def write_now(stream: IOStream, data: bytes) -> None:
         if sent:
             data = data[sent:]
     stream.write(data)
+
+
+class _Turn:
+    """The event-loop turn in progress, and the connections with writes deferred to its end."""
+
+    number = 0
+    # The loop that will run _end_turn, once one is scheduled.
+    ending: asyncio.AbstractEventLoop | None = None
+    deferred: list[Coalescing] = []
+
+
+def _end_turn() -> None:
+    # Runs at the start of the next loop iteration, before its I/O callbacks.
+    _Turn.number += 1
+    _Turn.ending = None
+    deferred, _Turn.deferred = _Turn.deferred, []
+    for conn in deferred:
+        try:
+            conn._flush_deferred()
+        except Exception:
+            # One connection's failure must not hold back the others' writes.
+            log.exception("deferred write failed")
+
+
+def _schedule_end() -> None:
+    loop = asyncio.get_running_loop()
+    if _Turn.ending is not None and _Turn.ending is not loop:
+        # A loop closed with the turn's end still pending (one process runs
+        # several loops in tests): what it deferred went with its connections.
+        _Turn.number += 1
+        _Turn.deferred = []
+    _Turn.ending = loop
+    loop.call_soon(_end_turn)
+
+
+class Coalescing:
+    """Mixin for a connection: writes ``_emit`` at once, or joined at the end of a busy turn."""
+
+    _turn = -1
+    _deferred: list[bytes] | None = None
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data`` to the client now (checks the connection is still writable)."""
+        raise NotImplementedError
+
+    def _coalesce(self, data: bytes) -> None:
+        """Write ``data`` after everything written before, coalescing within a loop turn."""
+        deferred = self._deferred
+        if deferred is not None:
+            deferred.append(data)
+            return
+        if self._turn == _Turn.number:
+            if _Turn.ending is not asyncio.get_running_loop():
+                _schedule_end()
+            if self._turn == _Turn.number:
+                # The second write this turn: it and any later ones go out together.
+                self._deferred = [data]
+                _Turn.deferred.append(self)
+                return
+        self._turn = _Turn.number
+        self._emit(data)
+        if _Turn.ending is None:
+            _schedule_end()
+
+    def _flush_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            self._emit(b"".join(deferred))

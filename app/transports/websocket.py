@@ -21,7 +21,7 @@ from app.hub import Hub
 from app.limits import TokenBucket
 from app.messages import ClientFrame, Message, dumps, parse_client_frame, ws_text_frame
 from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
-from app.transports.stream import write_now
+from app.transports.stream import Coalescing, write_now
 
 __all__ = ["WebSocketHandler"]
 
@@ -73,7 +73,7 @@ class StrictProtocol(WebSocketProtocol13):
             self._write_frame(True, 0x8, struct.pack("!H", CLOSE_PROTOCOL_ERROR) + reason.encode())
 
 
-class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
+class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandler):
     """One WebSocket client: its subscriptions, and a bounded outgoing buffer."""
 
     kind = "websocket"
@@ -227,7 +227,8 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
 
     # Writing. Frames are built once per message and written as bytes to the
     # stream, bypassing write_message's per-client encoding and, when nothing
-    # is queued, IOStream.write's per-call overhead (app.transports.stream).
+    # is queued, IOStream.write's per-call overhead; several in one loop turn
+    # are joined into one write (app.transports.stream).
 
     def _send(self, obj: dict[str, Any]) -> None:
         # Optional fields are left out rather than sent as null.
@@ -235,6 +236,9 @@ class WebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         self._write(ws_text_frame(dumps(obj)))
 
     def _write(self, frame: bytes) -> None:
+        self._coalesce(frame)
+
+    def _emit(self, frame: bytes) -> None:
         conn = self.ws_connection
         if conn is None or conn.stream is None or conn.is_closing():
             return
