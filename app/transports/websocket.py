@@ -87,6 +87,8 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         self.grant: Grant | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self.bucket = TokenBucket(config.client_rate, config.client_burst)
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._awaiting_pong = False
 
     # Handshake.
 
@@ -122,6 +124,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         # memory without bound behind a client that stopped reading.
         self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
         self.connections.add(self)
+        self._ping_after(self._ping_every())
         if self.config.subscribe_secret and not self._authenticate():
             return
         for channel in self.query_channels:
@@ -263,7 +266,50 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     # Lifecycle.
 
     def heartbeat(self) -> None:
-        pass  # Tornado pings (websocket_ping_interval)
+        pass  # pinged on its own timer (below), so pings do not come in one burst
+
+    # Keep-alive pings, as Tornado's websocket_ping_interval/timeout do, but on
+    # a timer per connection instead of Tornado's ping task (a Task and its
+    # coroutine frames): about 1.3 KiB less per connection.
+
+    @property
+    def ping_interval(self) -> float | None:
+        return None  # turns Tornado's ping task off; see _ping
+
+    def _ping_every(self) -> float:
+        return float(self.settings.get("websocket_ping_interval") or 0)
+
+    def _ping_after(self, delay: float) -> None:
+        if delay > 0:
+            self._ping_timer = asyncio.get_running_loop().call_later(delay, self._ping)
+
+    def _ping(self) -> None:
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            return
+        conn.write_ping(b"")
+        interval = self._ping_every()
+        timeout = self.ping_timeout
+        if timeout is None or timeout > interval:
+            timeout = interval
+        if timeout <= 0:
+            self._ping_after(interval)  # no timeout: ping only
+            return
+        self._awaiting_pong = True
+        loop = asyncio.get_running_loop()
+        self._ping_timer = loop.call_later(timeout, self._check_pong, interval - timeout)
+
+    def _check_pong(self, rest: float) -> None:
+        if self._awaiting_pong:
+            self.close(reason="ping timed out")  # as Tornado's own ping task does
+            return
+        if rest > 0:
+            self._ping_after(rest)
+        else:
+            self._ping()
+
+    def on_pong(self, data: bytes) -> None:
+        self._awaiting_pong = False
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "going away")
@@ -271,6 +317,8 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     def on_close(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
         for channel in self.channels:
             self.hub.unsubscribe(channel, self)
         self.channels.clear()
