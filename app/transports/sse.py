@@ -28,7 +28,7 @@ from app.messages import (
     sse_event,
 )
 from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
-from app.transports.stream import Coalescing, write_now
+from app.transports.stream import Coalescing, release_response, write_now
 
 __all__ = ["EventsHandler"]
 
@@ -107,6 +107,7 @@ class EventsHandler(JsonErrors, Coalescing):
         self.flush()
         # Only now: the headers and the replay above may exceed the queue.
         self.http.stream.max_write_buffer_size = self.config.max_queue_bytes
+        release_response(self)
 
     def _cursor(self) -> str:
         if len(self.channels) == 1:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream
+from tornado.web import RequestHandler
 
-__all__ = ["Coalescing", "write_now"]
+__all__ = ["Coalescing", "release_response", "write_now"]
 
 log = logging.getLogger("windsock.stream")
 
@@ -52,6 +54,18 @@ def write_now(stream: IOStream, data: bytes) -> None:
         if sent:
             data = data[sent:]
     stream.write(data)
+
+
+def release_response(handler: RequestHandler) -> None:
+    """Drop what ``handler`` keeps only to build a response, once its response is a stream.
+
+    The response headers were sent (SSE) or answered by the 101 of the
+    upgrade (WebSocket), and the ``ui`` namespace only serves templates;
+    Tornado drops it too, but only when the request ends (``_break_cycles``),
+    which for a stream is hours later. About 1.3 KiB per connection.
+    """
+    handler._headers = HTTPHeaders()
+    handler.ui = None  # type: ignore[assignment]
 
 
 class _Turn:

@@ -21,7 +21,7 @@ from app.hub import Hub
 from app.limits import TokenBucket
 from app.messages import ClientFrame, Message, dumps, parse_client_frame, ws_text_frame
 from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
-from app.transports.stream import Coalescing, write_now
+from app.transports.stream import Coalescing, release_response, write_now
 
 __all__ = ["WebSocketHandler"]
 
@@ -125,6 +125,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
         self.connections.add(self)
         self._ping_after(self._ping_every())
+        release_response(self)
         if self.config.subscribe_secret and not self._authenticate():
             return
         for channel in self.query_channels:
