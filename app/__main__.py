@@ -1,4 +1,4 @@
-"""python -m app: run one Windsock worker (see README.md for the settings)."""
+"""python -m app [serve|ingest]: run one Windsock worker, or the ingest sources (see README.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import logging
 import sys
 
 from app.config import ConfigError, add_arguments, load_settings
+from app.ingest import run_ingest
 from app.server import run
+from app.sources import check_sources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +19,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Windsock: live JSON on named channels over WebSocket and SSE.",
         epilog="Every flag can also be set by the environment variable it names.",
     )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "ingest"],
+        default="serve",
+        help="serve: a worker, running SOURCES too (the default); ingest: the sources and /healthz only",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         settings = load_settings(flags=args)
+        check_sources(settings)
     except ConfigError as exc:
         print(f"windsock: {exc}", file=sys.stderr)
         return 2
@@ -28,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format=f"%(asctime)s {settings.worker_name} %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run_ingest(settings) if args.command == "ingest" else run(settings))
+    except ConfigError as exc:  # found only on starting, such as a UDP port in use
+        print(f"windsock: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

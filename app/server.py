@@ -8,12 +8,14 @@ import logging
 import signal
 import socket
 
+import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from app.brokers import make_broker
 from app.config import Settings
 from app.hub import Hub
+from app.sources import Sources, start_sources
 from app.transports.common import Connections
 from app.web import make_app
 
@@ -23,7 +25,9 @@ log = logging.getLogger("windsock.server")
 
 
 class Server:
-    """One Windsock worker: broker, hub, HTTP server."""
+    """One Windsock worker: broker, hub, HTTP server, and the sources in SOURCES."""
+
+    role = "worker"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -34,6 +38,7 @@ class Server:
         )
         self.connections = Connections(settings.heartbeat_interval)
         self.http: HTTPServer | None = None
+        self.sources: Sources | None = None
         self.port = settings.port
 
     async def start(self) -> int:
@@ -44,25 +49,33 @@ class Server:
         self.port = sockets[0].getsockname()[1]
         # Built after binding, so a worker started on port 0 names its real port.
         self.settings = dataclasses.replace(self.settings, port=self.port)
-        app = make_app(self.settings, self.hub, self.connections)
+        app = self.application()
         # xheaders: behind nginx, X-Real-IP / X-Forwarded-Proto are the truth.
         # idle_connection_timeout also bounds how long request headers may
         # take, which is what ends slowloris-style half-open requests.
-        self.http = HTTPServer(
-            app, xheaders=True, idle_connection_timeout=self.settings.header_timeout
-        )
+        self.http = HTTPServer(app, xheaders=True, idle_connection_timeout=self.settings.header_timeout)
         self.http.add_sockets(sockets)
         log.info(
-            "worker %s listening on http://%s:%d (broker %s)",
+            "%s %s listening on http://%s:%d (broker %s)",
+            self.role,
             self.settings.worker_name,
             self.settings.host,
             self.port,
             self.settings.broker_url.split("://")[0],
         )
+        if self.settings.sources:
+            self.sources = await start_sources(self.settings, self.hub)
         return self.port
 
+    def application(self) -> tornado.web.Application:
+        """The routes this process serves."""
+        return make_app(self.settings, self.hub, self.connections)
+
     async def stop(self) -> None:
-        """Stop accepting, ask clients to go elsewhere, wait for them, then close."""
+        """Stop the sources, stop accepting, ask clients to go elsewhere, wait for them, then close."""
+        if self.sources is not None:
+            # First, so a standby ingest process can take the leases while we drain.
+            await self.sources.stop()
         if self.http is not None:
             self.http.stop()
         left = await self.connections.drain(self.settings.shutdown_timeout)
@@ -75,14 +88,21 @@ class Server:
         await self.hub.stop()
 
 
-async def run(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain."""
-    server = Server(settings)
-    await server.start()
+async def stop_requested() -> None:
+    """Return on the first SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining %s", server.connections.counts() or "no connections")
-    await server.stop()
+
+
+async def run(settings: Settings, kind: type[Server] = Server) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; also stop what started if starting fails."""
+    server = kind(settings)
+    try:
+        await server.start()
+        await stop_requested()
+        log.info("draining %s", server.connections.counts() or "no connections")
+    finally:
+        await server.stop()

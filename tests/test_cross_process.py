@@ -32,7 +32,8 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., int]]:
         port = free_port()
         proc = Process(
             [sys.executable, "-m", "app", "--port", str(port)],
-            env={**env, "LOG_LEVEL": "WARNING"},
+            # No sources: two workers would both want UDP port 9999 (tests/test_ingest.py runs them).
+            env={"SOURCES": "", **env, "LOG_LEVEL": "WARNING"},
             log=str(tmp_path / f"worker-{port}.log"),
         )
         procs.append(proc)

@@ -1,0 +1,65 @@
+"""The ingest process (`python -m app ingest`): runs the sources and serves only GET /healthz.
+
+In a deployment the workers run no sources; one or more ingest processes
+do, publishing through the same Redis. Leases make each poller run in only
+one of them, so running two is safe and gives a standby.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import tornado.web
+
+from app.config import Settings
+from app.server import Server, run
+from app.transports.common import JsonErrors
+from app.web import NotFoundHandler
+
+__all__ = ["Ingest", "run_ingest"]
+
+log = logging.getLogger("windsock.ingest")
+
+
+class IngestHealthHandler(JsonErrors):
+    """200 ``ok`` with each source's counters; 503 ``degraded`` while the broker is unreachable."""
+
+    def initialize(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    def get(self) -> None:
+        ingest = self.ingest
+        healthy = ingest.hub.broker.healthy
+        self.set_status(200 if healthy else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            {
+                "status": "ok" if healthy else "degraded",
+                "role": ingest.role,
+                "worker": ingest.settings.worker_name,
+                "pid": os.getpid(),
+                "broker": ingest.hub.broker.status(),
+                "sources": ingest.sources.status() if ingest.sources is not None else {},
+            }
+        )
+
+
+class Ingest(Server):
+    """A server whose HTTP side is only /healthz, for supervisor or docker: the sources are its work."""
+
+    role = "ingest"
+
+    def application(self) -> tornado.web.Application:
+        return tornado.web.Application(
+            [(r"/healthz", IngestHealthHandler, {"ingest": self})], default_handler_class=NotFoundHandler
+        )
+
+
+async def run_ingest(settings: Settings) -> None:
+    """Run the sources until SIGTERM or SIGINT, then stop cleanly (leases are released)."""
+    if not settings.sources:
+        log.warning("SOURCES is empty: this ingest process has nothing to run")
+    if not settings.redis_url:
+        log.warning("no REDIS_URL: what the sources publish stays inside this process")
+    await run(settings, Ingest)

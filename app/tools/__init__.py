@@ -1,0 +1,1 @@
+"""Command-line tools that go with Windsock (run them with ``python -m app.tools.NAME``)."""
