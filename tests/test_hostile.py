@@ -124,6 +124,7 @@ _channel = st.one_of(
 )
 _frame = st.one_of(
     st.text(max_size=200),
+    st.text(min_size=1100, max_size=1500),
     _json.map(json.dumps),
     st.fixed_dictionaries(
         {"type": st.sampled_from(["subscribe", "unsubscribe", "publish", "ping", "nope", ""])},
@@ -144,7 +145,11 @@ def test_fuzz_websocket_protocol(worker: Target, frame: str) -> None:
     """Any text frame gets known replies or an error with a documented code, and the connection lives."""
     ws = worker.ws()
     try:
-        ws.send_text(frame.encode())
+        raw = frame.encode()
+        ws.send_text(raw)
+        if len(raw) > 1024:  # the worker's MAX_MESSAGE_BYTES
+            assert ws.close_frame() == (1009, "message too big")
+            return
         ws.send_text(b'{"type":"ping","ref":"end"}')
         while True:
             reply = ws.next_json()
