@@ -171,12 +171,31 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def free_port() -> int:
+def free_ports(n: int = 1) -> int:
+    """The first of ``n`` consecutive free ports below the ephemeral range.
+
+    Servers listen there because a port in the ephemeral range may be taken,
+    by the time a worker binds it, as the source port of one of the tens of
+    thousands of connections a run makes.
+    """
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port range")
 
 
 @dataclass
@@ -192,6 +211,7 @@ class Target:
     proc: subprocess.Popen[bytes] | None = None
     tree: Tree | None = None
     workdir: Path | None = None
+    nginx_workers: int = 0
 
     def url(self, kind: str) -> str:
         path = self.ws_path if kind == "ws" else self.sse_path
@@ -231,7 +251,7 @@ def server_env() -> dict[str, str]:
 def start_worker(
     pin: list[str], python: str, profile: Path | None = None, root: Path = ROOT, name: str = "worker"
 ) -> Target:
-    port = free_port()
+    port = free_ports()
     target = Target(
         name,
         "one Windsock worker, in-memory broker, direct",
@@ -255,13 +275,22 @@ def start_worker(
     return target
 
 
-def start_stack(pin: list[str], python: str, workers: int) -> Target:
-    port, base = free_port(), free_port()
-    while base + workers > 65000 or any(p == port for p in range(base, base + workers)):
-        base = free_port()
+# One nginx worker process holds at most (descriptor limit - a few) / 2
+# proxied streams; more need a second worker process, which costs more CPU
+# per message than one (more wake-ups, smaller batches per epoll_wait).
+def nginx_workers_for(subscribers: int) -> int:
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 if 2 * subscribers + 200 <= nofile else 2
+
+
+def start_stack(pin: list[str], python: str, workers: int, nginx_workers: int = 1) -> Target:
+    port = free_ports()
+    base = free_ports(workers)
+    while port in range(base, base + workers):
+        base = free_ports(workers)
     target = Target(
         "stack",
-        f"nginx + {workers} Windsock workers + Redis (deploy/stack.py)",
+        f"nginx ({nginx_workers} worker processes) + {workers} Windsock workers + Redis (deploy/stack.py)",
         port,
         f"/ws?channel={CHANNEL}",
         f"/events?channel={CHANNEL}",
@@ -283,10 +312,11 @@ def start_stack(pin: list[str], python: str, workers: int) -> Target:
             "60000",
         ],
         cwd=ROOT,
-        env=server_env(),
+        env={**server_env(), "BENCH_NGINX_WORKERS": str(nginx_workers)},
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
+    target.nginx_workers = nginx_workers
     assert target.proc.stdout is not None
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -312,7 +342,7 @@ def threading_drain(stream: Any) -> None:
 
 def start_nchan(pin: list[str]) -> Target:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    port = free_port()
+    port = free_ports()
     workdir = Path(tempfile.mkdtemp(prefix="windsock-bench-nchan-"))
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / sub).mkdir()
@@ -735,6 +765,29 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[Result]) -> str:
+    """The table for README.md's Performance section: ours next to Nchan's, with ratios."""
+    nchan = {(r.group, r.phase): r for r in results if r.target == "nchan"}
+    rows = [
+        "| group | phase | server | delivered/s | loss | p50 ms | p99 ms | CPU us/msg | CPU x Nchan "
+        "| p99 x Nchan | KiB/conn | other load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ref = nchan.get((r.group, r.phase))
+        ours = r.target != "nchan" and ref is not None
+        kib = r.mem.get("per_conn_pss_kib", {}) if r.mem.get("fresh") else {}
+        per_conn = kib.get("worker", kib.get("nginx", float("nan")))
+        rows.append(
+            f"| {r.group} | {r.phase} | {r.target} | {r.delivered_per_s:,.0f} | {r.loss:.1%} "
+            f"| {fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {fmt(r.cpu_us_per_msg)} "
+            f"| {ratio(r.cpu_us_per_msg, ref.cpu_us_per_msg) if ours and ref else ''} "
+            f"| {ratio(r.p99_ms, ref.p99_ms) if ours and ref else ''} | {fmt(per_conn)} "
+            f"| {r.other_load_percent:.0f}% |"
+        )
+    return "\n".join(rows)
+
+
 def saturation(results: list[Result]) -> dict[str, float]:
     best: dict[str, float] = {}
     for r in results:
@@ -812,11 +865,7 @@ def plot(results: list[Result], path: Path, machine: str) -> None:
     colors = {"worker": "tab:blue", "stack": "tab:orange", "nchan": "tab:green"}
     for target in ("worker", "stack", "nchan"):
         pts = sorted(
-            (
-                r
-                for r in results
-                if r.target == target and r.group in ("ws-1k", "ws-1k-stepup") and not r.slow
-            ),
+            (r for r in results if r.target == target and r.group == "ws-1k-stepup"),
             key=lambda r: r.offered_msgs,
         )
         if not pts:
@@ -970,7 +1019,9 @@ async def amain(args: argparse.Namespace) -> int:
             # A/B: the same worker from another checkout (e.g. before an optimisation).
             targets.append(start_worker(pin, python, root=Path(args.base), name="base"))
         if "stack" in wanted:
-            targets.append(start_stack(pin, python, args.workers))
+            chosen = [g for g in groups(args) if not args.groups or g.name in args.groups.split(",")]
+            first = nginx_workers_for(chosen[0].subscribers) if chosen else 1
+            targets.append(start_stack(pin, python, args.workers, first))
         if "nchan" in wanted:
             targets.append(start_nchan(pin))
         # The coordinator (publisher) and load generators share the load-generator cores.
@@ -984,7 +1035,13 @@ async def amain(args: argparse.Namespace) -> int:
         chosen = [g for g in groups(args) if not args.groups or g.name in args.groups.split(",")]
         for group in chosen:
             log(f"bench: group {group.name} ({group.subscribers} subscribers: {group.clients})")
-            for target in targets:
+            for i, target in enumerate(targets):
+                need = nginx_workers_for(group.subscribers)
+                if target.name == "stack" and target.nginx_workers != need:
+                    log(f"  stack: restarting with {need} nginx worker process(es)")
+                    target.stop()
+                    targets[i] = target = start_stack(pin, python, args.workers, need)
+                    bench.fresh[target.name] = True
                 if target.name in group.targets:
                     await bench.run_group(target, group)
     finally:
@@ -1011,6 +1068,7 @@ async def amain(args: argparse.Namespace) -> int:
     print(goals)
     print(footer)
     (bench.out / "table.txt").write_text(f"{text}\n{sat_line}\n{goals}\n{footer}\n")
+    (bench.out / "table.md").write_text(f"{markdown(bench.results)}\n\n{sat_line}\n\n{goals}\n\n{footer}\n")
     (bench.out / "summary.json").write_text(
         json.dumps(
             {

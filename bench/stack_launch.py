@@ -2,11 +2,12 @@
 
 The benchmark runs the stack exactly as `make run` does (same launcher, same
 template, same supervisord.conf), except for two lines of nginx's main
-config: a proxied stream costs nginx two descriptors (client and upstream),
-so 10,000 streams need 20,000, which one process cannot hold when the hard
-limit is 20,000 (an unprivileged container cannot raise it). With
-BENCH_NGINX_WORKERS worker processes (default 2) each holds half, and
-worker_connections counts descriptors, not streams.
+config. worker_connections counts descriptors, and a proxied stream takes
+two (client and upstream), so deploy/stack.py's nofile/2 - 64 allows only
+about 4,950 streams. 10,000 streams need 20,000 descriptors, which one
+process cannot hold when the hard limit is 20,000 (an unprivileged
+container cannot raise it): with BENCH_NGINX_WORKERS=2 worker processes
+(default 1) each holds half.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def load_stack() -> object:
 
 def main() -> int:
     stack = load_stack()
-    workers = int(os.environ.get("BENCH_NGINX_WORKERS", "2"))
+    workers = int(os.environ.get("BENCH_NGINX_WORKERS", "1"))
     main_conf: str = stack.NGINX_MAIN  # type: ignore[attr-defined]
     patched = main_conf.replace("worker_processes 1;", f"worker_processes {workers};").replace(
         "worker_connections {connections};", "worker_connections {nofile};"
