@@ -145,3 +145,20 @@ async def test_sse_connection_cap(make_server: Any) -> None:
     fourth = await SSE.connect(url)
     assert fourth.status == 200
     second.close()
+
+
+async def test_channel_state_needs_a_token_too(make_server: Any) -> None:
+    """With SUBSCRIBE_SECRET set, GET /api/channels/NAME needs a token for NAME (or the publish key)."""
+    from tests.helpers import http
+
+    server = await make_server(subscribe_secret=SECRET, publish_key="pk-0123456789")
+    await publish(server.base, "secret.feed", {"v": 1}, Authorization="Bearer pk-0123456789")
+    url = f"{server.base}/api/channels/secret.feed"
+    status, body, _ = await http("GET", url)
+    assert (status, body["code"]) == (401, "unauthorized")
+    status, body, _ = await http("GET", url + "?token=" + mint_token(SECRET, ["public.*"]))
+    assert (status, body["code"]) == (403, "forbidden")
+    status, body, _ = await http("GET", url + "?token=" + mint_token(SECRET, ["secret.*"]))
+    assert status == 200 and body["latest"]["data"] == {"v": 1}
+    status, _, _ = await http("GET", url, headers={"Authorization": "Bearer pk-0123456789"})
+    assert status == 200

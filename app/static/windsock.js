@@ -23,6 +23,9 @@ export class Windsock {
     this.heartbeat = (options.heartbeat ?? 15) * 1000; // the server's HEARTBEAT_INTERVAL
     this.minDelay = (options.minDelay ?? 0.5) * 1000;
     this.maxDelay = (options.maxDelay ?? 30) * 1000;
+    // A subscribe token (SUBSCRIBE_SECRET): a string, or a function called on
+    // every (re)connect, so a page can hand over a fresh one before expiry.
+    this.token = options.token;
     this.status = "connecting";
     this.attempt = 0;
     this.retryAt = 0;
@@ -244,12 +247,22 @@ export class Windsock {
     return this._socket?.readyState === WebSocket.OPEN;
   }
 
+  _currentToken() {
+    return (typeof this.token === "function" ? this.token() : this.token) || "";
+  }
+
+  _tokenQuery() {
+    const token = this._currentToken();
+    return token ? `token=${encodeURIComponent(token)}` : "";
+  }
+
   _send(frame) {
     if (this._isOpen()) this._socket.send(JSON.stringify(frame));
   }
 
   _openWebSocket() {
-    const socket = new WebSocket(`${this.url.replace(/^http/, "ws")}/ws`);
+    const auth = this._tokenQuery();
+    const socket = new WebSocket(`${this.url.replace(/^http/, "ws")}/ws${auth ? `?${auth}` : ""}`);
     this._socket = socket;
     socket.onopen = () => {
       this._opened = true;
@@ -323,6 +336,8 @@ export class Windsock {
     for (const channel of this._channels) query.append("channel", channel);
     const cursor = [...this._positions].map(([channel, id]) => `${channel}=${id}`).join(",");
     if (cursor) query.set("last_event_id", cursor);
+    const subscribeToken = this._currentToken();
+    if (subscribeToken) query.set("token", subscribeToken);
     const source = new EventSource(`${this.url}/events?${query}`);
     this._source = source;
     source.onopen = () => {
@@ -344,7 +359,10 @@ export class Windsock {
     await Promise.all(
       channels.map(async (channel) => {
         try {
-          const answer = await fetch(`${this.url}/api/channels/${encodeURIComponent(channel)}`);
+          const auth = this._tokenQuery();
+          const answer = await fetch(
+            `${this.url}/api/channels/${encodeURIComponent(channel)}${auth ? `?${auth}` : ""}`,
+          );
           if (!answer.ok) return;
           const body = await answer.json();
           if (this._channels.has(channel) && !this._positions.has(channel)) {

@@ -7,12 +7,13 @@ import hmac
 import orjson
 import tornado.web
 
+from app.auth import verify_token
 from app.channels import InvalidChannel, check_channel
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
 from app.messages import dumps
-from app.transports.common import JsonErrors
+from app.transports.common import JsonErrors, token_from
 
 __all__ = ["ChannelHandler"]
 
@@ -34,6 +35,7 @@ class ChannelHandler(JsonErrors):
         except InvalidChannel as exc:
             raise WindsockError("bad_channel", str(exc)) from None
         if self.request.method != "POST":
+            self._authorize_read()
             return
         self._authorize()
         limit = self.config.max_message_bytes
@@ -52,6 +54,18 @@ class ChannelHandler(JsonErrors):
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
             raise WindsockError("unauthorized", "publishing needs 'Authorization: Bearer <PUBLISH_KEY>'")
+
+    def _authorize_read(self) -> None:
+        """With SUBSCRIBE_SECRET set, reading a channel's latest message needs what subscribing needs."""
+        secret = self.config.subscribe_secret
+        if not secret:
+            return
+        token = token_from(self)
+        key = self.config.publish_key
+        if key and token and hmac.compare_digest(token.encode(), key.encode()):
+            return  # the publisher's key reads too
+        if not verify_token(token, secret).allows(self.channel):
+            raise WindsockError("forbidden", f"token does not allow channel {self.channel}")
 
     def data_received(self, chunk: bytes) -> None:
         self.body += chunk

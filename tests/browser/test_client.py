@@ -196,3 +196,30 @@ async def test_silent_connection_is_detected_and_replaced(
     await tab.page.wait_for_timeout(200)
     assert [m["data"] for m in await events(tab, "message")] == ["before", "during", "after"]
     assert tab.page_errors == []
+
+
+@TRANSPORTS
+async def test_token_option_refreshes_on_reconnect(make_server: Any, open_tab: Any, transport: str) -> None:
+    """With SUBSCRIBE_SECRET set, a token function is asked again on reconnect; expiry loses nothing."""
+    from app.auth import mint_token
+
+    secret = "browser-secret-0123456789-abcdefgh"
+    server = await make_server(subscribe_secret=secret)
+    tab: Tab = await open_tab(f"{server.base}/healthz")
+    await tab.page.evaluate("(token) => { window.token = token; }", mint_token(secret, ["feed"], ttl=3))
+    await tab.page.evaluate(
+        START.replace("new Windsock(options)", "new Windsock({...options, token: () => window.token})"),
+        {"url": server.base, "transport": transport, "channels": ["feed"], "minDelay": 0.1},
+    )
+    await wait_status(tab, "live")
+    await publish(server.base, "feed", "before expiry")
+    await wait_messages(tab, 1)
+    # The page hands the client a fresh token; the old one expires on the open connection.
+    await tab.page.evaluate("(token) => { window.token = token; }", mint_token(secret, ["feed"], ttl=600))
+    await wait_status(tab, "reconnecting")
+    await publish(server.base, "feed", "during reconnect")
+    await wait_status(tab, "live", after=2)
+    await publish(server.base, "feed", "after")
+    messages = await wait_messages(tab, 3)
+    assert [m["data"] for m in messages] == ["before expiry", "during reconnect", "after"]
+    assert tab.page_errors == []
