@@ -83,6 +83,11 @@ class Server:
             log.warning(
                 "%d connections still open after %.1f s; closing them", left, self.settings.shutdown_timeout
             )
+        # Publishes still in progress finish before their connections close:
+        # closing first would answer 502 to a publish Redis already took.
+        busy = await self.connections.finish_requests(self.settings.shutdown_timeout)
+        if busy:
+            log.warning("%d publishes still in progress after %.1f s", busy, self.settings.shutdown_timeout)
         if self.http is not None:
             await asyncio.wait_for(self.http.close_all_connections(), 2.0)
         await self.hub.stop()

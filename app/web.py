@@ -35,7 +35,7 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
             url(r"/healthz", HealthHandler, live),
             url(r"/ws", WebSocketHandler, live),
             url(r"/events", EventsHandler, live),
-            url(r"/api/channels/([^/]*)", ChannelHandler, deps),
+            url(r"/api/channels/([^/]*)", ChannelHandler, live),
             url(r"/api/.*", NotFoundHandler),
             url(r"/(.*)", StaticHandler, {"path": settings.static_dir, "default_filename": "index.html"}),
         ],

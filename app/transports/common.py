@@ -85,6 +85,10 @@ class Connections:
         self._beat = PeriodicCallback(self._heartbeat, heartbeat_interval * 1000)
         self.draining = False
         self._emptied = asyncio.Event()
+        # Publishes being handled: a worker must not close their connections
+        # mid-request, or a publish Redis accepted is answered with a 502.
+        self.requests = 0
+        self._no_requests = asyncio.Event()
 
     def start(self) -> None:
         self._beat.start()
@@ -100,6 +104,22 @@ class Connections:
             self._counts[conn.kind] -= 1
         if not self._open:
             self._emptied.set()
+
+    def begin_request(self) -> None:
+        self.requests += 1
+
+    def end_request(self) -> None:
+        self.requests -= 1
+        if not self.requests:
+            self._no_requests.set()
+
+    async def finish_requests(self, seconds: float) -> int:
+        """Wait up to ``seconds`` for requests in progress; return how many remain."""
+        if self.requests:
+            self._no_requests.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_requests.wait(), seconds)
+        return self.requests
 
     def count(self, kind: str) -> int:
         return self._counts.get(kind, 0)

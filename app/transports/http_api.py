@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
 from app.messages import dumps
-from app.transports.common import JsonErrors, token_from
+from app.transports.common import Connections, JsonErrors, token_from
 
 __all__ = ["ChannelHandler"]
 
@@ -24,10 +24,12 @@ _TRUE = {"1", "true", "yes"}
 class ChannelHandler(JsonErrors):
     """POST publishes the JSON body as ``data``; GET answers the latest message and counts."""
 
-    def initialize(self, hub: Hub, config: Settings) -> None:
+    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
         self.hub = hub
         self.config = config
+        self.connections = connections
         self.body = bytearray()
+        self.counted = False
 
     def prepare(self) -> None:
         try:
@@ -37,6 +39,10 @@ class ChannelHandler(JsonErrors):
         if self.request.method != "POST":
             self._authorize_read()
             return
+        if self.connections.draining:
+            # Refused before anything is published, so a retry elsewhere
+            # cannot publish the same data twice.
+            raise WindsockError("shutting_down")
         self._authorize()
         limit = self.config.max_message_bytes
         declared = self.request.headers.get("Content-Length", "0")
@@ -45,6 +51,8 @@ class ChannelHandler(JsonErrors):
             raise WindsockError("too_large", f"body is larger than {limit} bytes")
         assert self.request.connection is not None
         self.request.connection.set_max_body_size(limit + 1)  # type: ignore[attr-defined]
+        self.connections.begin_request()
+        self.counted = True
 
     def _authorize(self) -> None:
         key = self.config.publish_key
@@ -66,6 +74,17 @@ class ChannelHandler(JsonErrors):
             return  # the publisher's key reads too
         if not verify_token(token, secret).allows(self.channel):
             raise WindsockError("forbidden", f"token does not allow channel {self.channel}")
+
+    def on_finish(self) -> None:
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.connections.end_request()
 
     def data_received(self, chunk: bytes) -> None:
         self.body += chunk
