@@ -14,7 +14,18 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hypothesis import strategies as st
+
 from tests.helpers import WAIT, RawWS
+
+# Any JSON value, small: what the fuzz suites put inside frames, bodies and datagrams.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @dataclass

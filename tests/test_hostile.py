@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 
 from app.errors import ERRORS
 from tests.helpers import WAIT, Process, free_port, wait_until
-from tests.hostile_cases import FRAME_CASES, HANDSHAKE_CASES, Bystander, Target, frame_case, handshake
+from tests.hostile_cases import (
+    FRAME_CASES,
+    HANDSHAKE_CASES,
+    Bystander,
+    Target,
+    frame_case,
+    handshake,
+    json_values,
+)
 
 KNOWN_TYPES = {"error", "subscribed", "unsubscribed", "published", "pong", "message", "reset"}
 
@@ -107,13 +115,7 @@ def test_slowloris_half_open_requests_are_closed(worker: Target, bystander: Byst
 
 # Fuzzing. Hypothesis makes the frames; one fresh connection per example.
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+_json = json_values
 _channel = st.one_of(
     st.from_regex(r"[A-Za-z0-9_.:\-]{1,20}", fullmatch=True),
     st.text(max_size=30),

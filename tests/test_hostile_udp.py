@@ -15,16 +15,11 @@ from hypothesis import strategies as st
 from app.channels import is_valid_channel
 from app.sources.udp import BadDatagram, parse_datagram
 from tests.helpers import WS, eventually
+from tests.hostile_cases import json_values
 
 REASONS = {"too_large", "not_utf8", "bad_json", "not_object", "bad_token", "bad_channel"}
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+_json = json_values
 _datagram = st.one_of(
     st.binary(max_size=300),
     _json.map(lambda v: json.dumps(v).encode()),

@@ -10,6 +10,20 @@ from typing import Any
 
 from tests.helpers import SSE, WS, http
 
+_STOPPED: Any = object()
+
+
+async def _unless_stopped(read: Any, stop: asyncio.Event) -> Any:
+    """Await ``read``, or return _STOPPED as soon as ``stop`` is set (cancelling the read)."""
+    reading = asyncio.ensure_future(read)
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if reading not in done:
+        reading.cancel()
+        return _STOPPED
+    return reading.result()
+
 
 @dataclass
 class Subscriber:
@@ -72,14 +86,9 @@ class Subscriber:
                 frame["since"] = self.last
             await ws.send(frame)
             while not stop.is_set():
-                reading = asyncio.ensure_future(ws.recv(timeout=3600))
-                stopping = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                if reading not in done:
-                    reading.cancel()
+                message = await _unless_stopped(ws.recv(timeout=3600), stop)
+                if message is _STOPPED:
                     return
-                message = reading.result()
                 if message is None:
                     raise EOFError("closed")
                 if message["type"] == "subscribed":
@@ -101,14 +110,10 @@ class Subscriber:
                 self.last = int(start)
             self.connected.set()
             while not stop.is_set():
-                reading = asyncio.ensure_future(sse.event(timeout=3600))
-                stopping = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                if reading not in done:
-                    reading.cancel()
+                event = await _unless_stopped(sse.event(timeout=3600), stop)
+                if event is _STOPPED:
                     return
-                self._take(reading.result()["data"])
+                self._take(event["data"])
         finally:
             sse.close()
 
