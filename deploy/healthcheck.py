@@ -20,7 +20,8 @@ def check(port: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
             return str(json.load(response)["status"])
     except urllib.error.HTTPError as exc:
-        return str(json.load(exc)["status"])
+        with exc:
+            return str(json.load(exc)["status"])
     except (OSError, ValueError, KeyError) as exc:
         return f"down ({exc})"
 

@@ -117,6 +117,7 @@ def healthy(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError as exc:
+        exc.close()
         return exc.code == 503  # answering, just degraded: the process is up
     except OSError:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -65,6 +66,13 @@ class RedisServer:
         if self.process is not None:
             self.process.stop()
             self.process = None
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage after each test, so a leaked socket fails the test that leaked it."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

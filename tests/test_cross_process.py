@@ -10,17 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SSE, WS, Process, free_port, http, publish, wait_until
+from tests.helpers import SSE, WS, Process, free_port, http, http_status, publish, wait_until
 
 
 def _healthy(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    return http_status(f"http://127.0.0.1:{port}/healthz", timeout=1) == 200
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.errors import ERRORS
-from tests.helpers import WAIT, Process, free_port, wait_until
+from tests.helpers import WAIT, Process, free_port, http_status, wait_until
 from tests.hostile_cases import (
     FRAME_CASES,
     HANDSHAKE_CASES,
@@ -57,11 +57,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 
 def _health(target: Target) -> int:
-    try:
-        with urllib.request.urlopen(f"{target.base}/healthz", timeout=2) as response:
-            return int(response.status)
-    except (OSError, urllib.error.HTTPError):
-        return 0
+    return http_status(f"{target.base}/healthz")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +173,8 @@ def test_fuzz_publish_api(worker: Target, name: str, body: bytes) -> None:
             assert response.status in (200, 202)
             assert "id" in json.load(response)
     except urllib.error.HTTPError as exc:
-        payload = json.load(exc)
+        with exc:  # an HTTPError holds the open response: close it, or its socket leaks
+            payload = json.load(exc)
         assert exc.code in {400, 404, 413} and payload["code"] in ERRORS, (exc.code, payload)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SSE, WS, free_port
+from tests.helpers import SSE, WS, free_port, http_status
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -244,17 +244,14 @@ def base_images() -> dict[str, str]:
 
 def wait_first_byte(url: str, timeout: float) -> float:
     """Poll until GET url answers 200; the moment it did."""
-    import urllib.request
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return time.monotonic()
-        except OSError as exc:
-            last = exc
+        status = http_status(url, timeout=5)
+        if status == 200:
+            return time.monotonic()
+        last = RuntimeError(f"status {status}" if status else "no answer")
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer 200 within {timeout:.0f} s (last error: {last})")
 

@@ -31,10 +31,12 @@ def redis_and_stack(
     """A redis-server this test controls, and a 2-worker stack using it."""
     redis = RedisServer(tmp_path / "redis", persist=getattr(request, "param", False))
     redis.start()
-    stack = start_stack(tmp_path, workers=2, REDIS_URL=redis.url)
-    yield redis, stack
-    stack.stop()
-    redis.stop()
+    try:  # Redis is stopped even if the stack fails to start
+        stack = start_stack(tmp_path, workers=2, REDIS_URL=redis.url)
+        yield redis, stack
+        stack.stop()
+    finally:
+        redis.stop()
 
 
 def _worker_states(stack: NativeStack) -> set[tuple[int, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WS, Process, RawWS, free_port, http, parse_frames, wait_until
+from tests.helpers import WS, Process, RawWS, free_port, http, http_status, parse_frames, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -40,13 +40,7 @@ def worker(tmp_path: Path) -> Iterator[tuple[str, int, Process]]:
 
 
 def _up(base: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=1):
-            return True
-    except OSError:
-        return False
+    return http_status(base + "/healthz", timeout=1) == 200
 
 
 async def _measure(base: str, seconds: float, rate: float) -> list[float]:
