@@ -105,8 +105,9 @@ def write_nginx_config(directory: Path, values: dict[str, str]) -> Path:
             user="user root;" if os.geteuid() == 0 else "",
             mime_types="/etc/nginx/mime.types",
             nofile=nofile,
-            # Each proxied connection takes two: client side and upstream side.
-            connections=max(1024, min(65536, nofile // 2 - 64)),
+            # worker_connections already counts both sides of a proxied
+            # stream (client and upstream), so it may use every descriptor.
+            connections=max(1024, min(65536, nofile - 64)),
         )
     )
     return main
