@@ -23,6 +23,7 @@ __all__ = [
     "dumps",
     "encode_cursor",
     "encode_envelope",
+    "encode_reset",
     "http_chunk",
     "parse_client_frame",
     "parse_cursor",
@@ -49,6 +50,18 @@ def encode_envelope(channel: str, msg_id: int, data: bytes) -> bytes:
         channel.encode(),
         msg_id,
         data,
+    )
+
+
+def encode_reset(channel: str, seq: int) -> bytes:
+    """The notice that messages a client asked to resume are gone; the kept ones follow it."""
+    return dumps(
+        {
+            "type": "reset",
+            "channel": channel,
+            "id": seq,
+            "reason": "messages after your last id are no longer in history",
+        }
     )
 
 

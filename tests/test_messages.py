@@ -12,6 +12,7 @@ from app.messages import (
     Message,
     encode_cursor,
     encode_envelope,
+    encode_reset,
     parse_client_frame,
     parse_cursor,
     parse_id,
@@ -156,3 +157,14 @@ def test_resume_after_history_was_wiped_is_a_loss() -> None:
     assert plan_resume(99, 0, []) == ([], True)
     replay, lost = plan_resume(99, 50, _history(49, 50))
     assert lost and [m.id for m in replay] == [49, 50]
+
+
+def test_reset_notice() -> None:
+    """A reset names the channel and its latest id, with a reason, as one compact JSON object."""
+    notice = json.loads(encode_reset("a.b", 17))
+    assert notice == {
+        "type": "reset",
+        "channel": "a.b",
+        "id": 17,
+        "reason": "messages after your last id are no longer in history",
+    }

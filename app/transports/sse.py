@@ -20,8 +20,8 @@ from app.errors import WindsockError
 from app.hub import Hub
 from app.messages import (
     Message,
-    dumps,
     encode_cursor,
+    encode_reset,
     http_chunk,
     parse_cursor,
     sse_comment,
@@ -135,13 +135,7 @@ class EventsHandler(JsonErrors, Coalescing):
             self.reset(channel, seq)
 
     def reset(self, channel: str, seq: int) -> None:
-        reset = {
-            "type": "reset",
-            "channel": channel,
-            "id": seq,
-            "reason": "messages after your last id are no longer in history",
-        }
-        self._write(sse_event(dumps(reset)))
+        self._write(sse_event(encode_reset(channel, seq)))
 
     # Writing.
 

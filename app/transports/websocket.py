@@ -19,7 +19,7 @@ from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
 from app.limits import TokenBucket
-from app.messages import ClientFrame, Message, dumps, parse_client_frame, ws_text_frame
+from app.messages import ClientFrame, Message, dumps, encode_reset, parse_client_frame, ws_text_frame
 from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
 from app.transports.stream import Coalescing, release_response, write_now
 
@@ -220,14 +220,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
             self.reset(channel, seq)
 
     def reset(self, channel: str, seq: int) -> None:
-        self._send(
-            {
-                "type": "reset",
-                "channel": channel,
-                "id": seq,
-                "reason": "messages after your last id are no longer in history",
-            }
-        )
+        self._write(ws_text_frame(encode_reset(channel, seq)))
 
     # Writing. Frames are built once per message and written as bytes to the
     # stream, bypassing write_message's per-client encoding and, when nothing
