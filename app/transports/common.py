@@ -7,6 +7,7 @@ import contextlib
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import tornado.httputil
 import tornado.web
 from tornado.ioloop import PeriodicCallback
 
@@ -19,6 +20,7 @@ __all__ = [
     "JsonErrors",
     "channels_from_query",
     "origin_allowed",
+    "public_host",
     "token_from",
 ]
 
@@ -30,7 +32,8 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
 
     No Origin header means a non-browser client, which cross-site hijacking
     cannot involve. With an allow-list the origin must be on it; without one
-    it must equal the Host header, port included.
+    its host must equal ``host``, port included: the public host the browser
+    asked for (see ``public_host``).
     """
     if origin is None:
         return True
@@ -38,6 +41,17 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     if allowed:
         return "*" in allowed or origin in {a.lower().rstrip("/") for a in allowed}
     return urlsplit(origin).netloc == (host or "").lower()
+
+
+def public_host(headers: tornado.httputil.HTTPHeaders) -> str | None:
+    """The host a browser addressed: X-Forwarded-Host's first entry where a proxy set one, else Host.
+
+    Behind a TLS-terminating proxy that rewrites Host, only X-Forwarded-Host
+    still names the page's origin. A browser cannot set that header itself, so
+    trusting it cannot let a cross-site page through.
+    """
+    forwarded = headers.get("X-Forwarded-Host", "").split(",", 1)[0].strip()
+    return forwarded or headers.get("Host")
 
 
 class JsonErrors(tornado.web.RequestHandler):
@@ -64,7 +78,7 @@ class JsonErrors(tornado.web.RequestHandler):
     def check_origin_header(self, allowed: tuple[str, ...]) -> None:
         """Raise 403 ``forbidden`` if the request comes from a browser origin not allowed."""
         origin = self.request.headers.get("Origin")
-        if origin is not None and not origin_allowed(origin, self.request.headers.get("Host"), allowed):
+        if origin is not None and not origin_allowed(origin, public_host(self.request.headers), allowed):
             raise WindsockError("forbidden", f"origin {origin[:200]!r} is not allowed")
 
 

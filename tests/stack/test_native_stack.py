@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from tests.helpers import SSE, WS, eventually, http, publish, wait_until
 from tests.stack.conftest import get_json
@@ -46,6 +47,44 @@ async def test_websocket_upgrade_through_nginx(native_stack: Any) -> None:
     [message] = await ws.messages(1)
     assert message["data"] == "via nginx"
     ws.close()
+
+
+async def test_browser_origin_is_same_origin_through_nginx(native_stack: Any) -> None:
+    """A page's own Origin opens /ws and /events through nginx; a foreign Origin gets 403 on both."""
+    own = {"Origin": native_stack.base}
+    ws = await WS.connect(HTTPRequest(f"{native_stack.ws}?channel=origin", headers=own))
+    await ws.recv_type("subscribed")
+    ws.close()
+    sse = await SSE.connect(f"{native_stack.base}/events?channel=origin", own)
+    assert sse.status == 200, sse.body
+    sse.close()
+
+    foreign = {"Origin": "http://evil.example"}
+    with pytest.raises(HTTPClientError) as refused:
+        await WS.connect(HTTPRequest(native_stack.ws, headers=foreign))
+    assert refused.value.code == 403
+    sse = await SSE.connect(f"{native_stack.base}/events?channel=origin", foreign)
+    assert (sse.status, sse.json()["code"]) == (403, "forbidden")
+    sse.close()
+
+
+async def test_origin_behind_a_tls_proxy_through_nginx(native_stack: Any) -> None:
+    """Behind a TLS proxy that forwards its scheme and host, the public https origin is same-origin."""
+    behind = {
+        "Origin": "https://stream.example",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "stream.example",
+    }
+    ws = await WS.connect(HTTPRequest(f"{native_stack.ws}?channel=tls", headers=behind))
+    await ws.recv_type("subscribed")
+    ws.close()
+    sse = await SSE.connect(f"{native_stack.base}/events?channel=tls", behind)
+    assert sse.status == 200, sse.body
+    sse.close()
+    # The same proxy relaying another site's page is still refused.
+    with pytest.raises(HTTPClientError) as refused:
+        await WS.connect(HTTPRequest(native_stack.ws, headers={**behind, "Origin": "https://evil.example"}))
+    assert refused.value.code == 403
 
 
 async def test_publish_reaches_subscribers_on_every_worker(native_stack: Any) -> None:
