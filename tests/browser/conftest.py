@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.helpers import Process, eventually, free_port, need_binary
+from tests.stack.conftest import fresh_stack  # noqa: F401  (the native stack, for tests through nginx)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -96,10 +97,33 @@ class Tab:
     async def shown(self) -> list[str]:
         return list(await self.page.evaluate("window.shown"))
 
+    async def first_live(self) -> float:
+        """Seconds from the start of navigation until the page first showed live."""
+        await self.wait_state("live")
+
+        async def clocked() -> bool:
+            return await self.page.evaluate("window.firstLive") is not None
+
+        await eventually(clocked)
+        return float(await self.page.evaluate("window.firstLive")) / 1000
+
     def assert_clean(self) -> None:
         assert self.page_errors == [], self.page_errors
         assert self.console_errors == [], self.console_errors
         assert self.failed_requests == [], self.failed_requests
+
+
+# Runs before the page's own scripts: the moment (ms since navigation
+# started) the status pill first reads live, in window.firstLive.
+LIVE_CLOCK = """
+window.firstLive = null;
+const clock = setInterval(() => {
+  if (document.getElementById("status")?.dataset.state === "live") {
+    window.firstLive = performance.now();
+    clearInterval(clock);
+  }
+}, 5);
+"""
 
 
 @pytest.fixture
@@ -108,6 +132,7 @@ def open_tab(browser: Any) -> Callable[..., Any]:
 
     async def open_(url: str, width: int = 1100, height: int = 900) -> Tab:
         context = await browser.new_context(viewport={"width": width, "height": height})
+        await context.add_init_script(LIVE_CLOCK)
         page = await context.new_page()
         tab = Tab(page)
         await page.goto(url)
