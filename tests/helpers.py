@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -421,11 +422,27 @@ class RawWS:
         return parse_frames(self.read_all(timeout))
 
     def close_frame(self, timeout: float = WAIT) -> tuple[int, str] | None:
-        """The (code, reason) of the server's close frame, if it sent one."""
-        closes = [p for op, p in self.frames(timeout) if op == 0x8]
-        if not closes:
-            return None
-        return int.from_bytes(closes[0][:2], "big"), closes[0][2:].decode()
+        """The (code, reason) of the server's close frame, if it sent one; answered as a client does."""
+        self.sock.settimeout(0.5)
+        deadline = time.monotonic() + timeout
+        while True:
+            closes = [p for op, p in parse_frames(self.buffer) if op == 0x8]
+            if closes:
+                code = int.from_bytes(closes[0][:2], "big")
+                with contextlib.suppress(OSError):
+                    self.send_frame(0x8, closes[0][:2])
+                return code, closes[0][2:].decode()
+            if time.monotonic() > deadline:
+                return None
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
 
     def next_json(self, timeout: float = WAIT) -> Any:
         """Read until one whole text frame arrives; return it decoded."""

@@ -66,7 +66,7 @@ FRAME_CASES: list[tuple[str, Callable[[RawWS], None], int, str]] = [
     ("continuation with nothing to continue", lambda ws: ws.send_frame(0x0, b"x"), 1002, "protocol"),
     ("control frame over 125 bytes", lambda ws: ws.send_frame(0x9, b"x" * 130), 1002, "protocol"),
     ("unknown opcode", lambda ws: ws.send_frame(0x3, b"x"), 1002, "protocol"),
-    ("invalid UTF-8 in a text frame", lambda ws: ws.send_frame(0x1, b"\xff\xfe\xfd"), 1002, "protocol"),
+    ("invalid UTF-8 in a text frame", lambda ws: ws.send_frame(0x1, b"\xff\xfe\xfd"), 1007, "UTF-8"),
     ("declared length over the limit", lambda ws: ws.send_frame(0x1, b"", declared=10**9), 1009, "too big"),
 ]
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
+import socket
 import struct
 import time
+from asyncio import Future
 from typing import Any
 
 import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
-from tornado.websocket import WebSocketProtocol13
+from tornado.util import _websocket_mask
+from tornado.websocket import (
+    _FRAME_YIELD_COST,
+    _YIELD_THRESHOLD,
+    WebSocketProtocol13,
+    _DecompressTooLargeError,
+)
 
 from app.auth import Grant, verify_token
 from app.channels import Patterns
@@ -27,50 +36,342 @@ __all__ = ["WebSocketHandler"]
 
 log = logging.getLogger("windsock.websocket")
 
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
-class StrictProtocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 protocol, closing with 1002 and a reason on violations.
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455 section 7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
-    Tornado drops the TCP connection on a protocol violation, which leaves
-    the client guessing, and it accepts unmasked client frames, which the
-    RFC forbids (section 5.1). This subclass sends close 1002 with a reason
-    first, and rejects unmasked frames. It leans on two private methods of
-    Tornado 6 (pinned below 7; tests/test_hostile.py fails if they change).
+
+class _Violation(Exception):
+    """A client frame broke RFC 6455; the connection is closed with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+def _protocol_error(what: str) -> _Violation:
+    return _Violation(CLOSE_PROTOCOL_ERROR, f"protocol error: {what}")
+
+
+def _close_payload(code: int | None, reason: str | None) -> bytes:
+    if code is None and reason is not None:
+        code = CLOSE_NORMAL
+    if code is None:
+        return b""
+    data = struct.pack("!H", code)
+    if reason:
+        # A control frame holds 125 bytes: cut the reason on a character boundary.
+        data += reason.encode()[:123].decode(errors="ignore").encode()
+    return data
+
+
+class StrictProtocol(WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol with the receiving side made strict, and a real closing handshake.
+
+    Receiving (``_receive_frame``, replacing Tornado's): every violation is
+    answered with a close frame holding its code and a reason, never a bare
+    TCP close; unmasked client frames are refused (section 5.1); invalid
+    UTF-8 closes with 1007 (section 8.1), found in a fragmented message at
+    the fragment that breaks it, by an incremental decoder; a peer's close
+    with a code no endpoint may send is answered with 1002 (section 7.4).
+
+    Closing (``close``, ``_receive_frame_loop``): after its close frame the
+    worker no longer acts on input, but reads and discards it, so that the
+    kernel never answers a peer that is still sending with a TCP RST (which
+    can destroy the close frame on its way). Once the peer's close arrives,
+    or after ``close_timeout``, it half-closes (FIN), reads on until the
+    peer's FIN or ``linger_timeout``, and closes.
+
+    It leans on Tornado 6's private frame-level API (``_read_bytes``,
+    ``_write_frame``, ``_decompressor``, ``_run_callback``; pinned below 7;
+    tests/test_hostile.py and tests/test_ws_strict.py fail if they change).
     """
 
-    _at_frame_start = False
+    close_timeout = 3.0  # for the peer's close frame, after ours
+    linger_timeout = 2.0  # for the peer's FIN, after ours
+
+    # Per-connection state, at class level until a connection needs it.
+    _fragment_opcode: int | None = None
+    _fragments: list[Any] | None = None
+    _fragment_bytes = 0
+    _decoder: codecs.IncrementalDecoder | None = None
+    _close_written: Future[None] | None = None
+    _close_timer: asyncio.TimerHandle | None = None
+    _linger_timer: asyncio.TimerHandle | None = None
+    _half_closed = False
+
+    # Receiving.
+
+    async def _receive_frame_loop(self) -> None:
+        try:
+            work = 0  # as Tornado's loop: yield to other connections now and then
+            while not self.client_terminated:
+                start = self._wire_bytes_in
+                if self.server_terminated:
+                    await self._discard_frame()
+                else:
+                    try:
+                        await self._receive_frame()
+                    except _Violation as exc:
+                        self.close(exc.code, exc.reason)
+                work += _FRAME_YIELD_COST + self._wire_bytes_in - start
+                if work >= _YIELD_THRESHOLD:
+                    work = 0
+                    await asyncio.sleep(0)
+            # Both close frames are sent: read on (and discard) until the
+            # peer's FIN, or until the linger timer closes the stream.
+            while True:
+                await self.stream.read_bytes(65536, partial=True)
+        except StreamClosedError:
+            pass
+        finally:
+            self._closed()
+            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    async def _frame_header(self) -> tuple[int, int, bool]:
+        """Read a frame's header: (first byte, payload length, masked)."""
+        first, second = await self._read_bytes(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await self._read_bytes(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await self._read_bytes(8))[0]
+        return first, length, bool(second & 0x80)
+
+    async def _skip(self, n: int) -> None:
+        while n > 0:
+            chunk = await self.stream.read_bytes(min(n, 65536), partial=True)
+            n -= len(chunk)
+            self._wire_bytes_in += len(chunk)
 
     async def _receive_frame(self) -> None:
-        self._at_frame_start = True
-        await super()._receive_frame()
+        first, length, masked = await self._frame_header()
+        if self.server_terminated:  # closed while this frame was on its way
+            await self._discard_body(first, length, masked)
+            return
+        fin = bool(first & self.FIN)
+        rsv = first & self.RSV_MASK
+        opcode = first & self.OPCODE_MASK
+        rest = length + 4 if masked else length
+        if opcode & 0x8:
+            if length > 125:
+                await self._skip(rest)
+                raise _protocol_error("control frame over 125 bytes")
+        elif length + self._fragment_bytes > self.params.max_message_size:
+            self.close(CLOSE_MESSAGE_TOO_BIG, "message too big")
+            await self._skip(rest)  # in step with the frames after it
+            return
+        mask = await self._read_bytes(4) if masked else b""
+        payload = await self._read_bytes(length) if length else b""
+        # The whole frame is read: whatever it breaks, the next frame is in step.
+        if self.is_closing():  # closed while it was being read
+            if first & self.OPCODE_MASK == 0x8:
+                self._closed_after_ours(_websocket_mask(mask, payload) if masked else b"")
+            return
+        if not masked:
+            raise _protocol_error("client frames must be masked")
+        payload = _websocket_mask(mask, payload)
+        if opcode & 0x8:
+            if rsv:
+                raise _protocol_error("reserved bits set")
+            if not fin:
+                raise _protocol_error("fragmented control frame")
+            self._control_frame(opcode, payload)
+            return
+        if opcode == 0:
+            if self._fragment_opcode is None:
+                raise _protocol_error("continuation frame with nothing to continue")
+            if rsv:
+                raise _protocol_error("reserved bits set")
+        elif opcode > 2:
+            raise _protocol_error(f"unknown opcode {opcode}")
+        elif self._fragment_opcode is not None:
+            raise _protocol_error("new message before the fragmented one ended")
+        else:
+            # RSV1 marks a compressed message, if permessage-deflate was agreed.
+            if rsv and (rsv != self.RSV1 or self._decompressor is None):
+                raise _protocol_error("reserved bits set")
+            self._frame_compressed = bool(rsv)
+            if fin:  # a whole message in one frame: the common case
+                await self._message(opcode, payload)
+                return
+            self._fragment_opcode = opcode
+            self._fragments = []
+            if opcode == 0x1 and not rsv:
+                self._decoder = _utf8_decoder()
+        await self._fragment(payload, fin)
 
-    async def _read_bytes(self, n: int) -> bytes:
-        data = await super()._read_bytes(n)
-        if self._at_frame_start:
-            self._at_frame_start = False
-            if not data[1] & 0x80:
-                self.protocol_error("client frames must be masked")
-                raise StreamClosedError()
-        return data
+    async def _fragment(self, payload: bytes, fin: bool) -> None:
+        assert self._fragments is not None
+        assert self._fragment_opcode is not None
+        self._fragment_bytes += len(payload)
+        if self._decoder is not None:
+            # Checked as it comes: a message is refused at the fragment that
+            # makes it invalid, not buffered to its end first.
+            try:
+                self._fragments.append(self._decoder.decode(payload, fin))
+            except UnicodeDecodeError:
+                raise _Violation(CLOSE_INVALID_DATA, "invalid UTF-8 in a text message") from None
+        else:
+            self._fragments.append(payload)
+        if not fin:
+            return
+        opcode, parts, decoded = self._fragment_opcode, self._fragments, self._decoder is not None
+        self._fragment_opcode = self._fragments = self._decoder = None
+        self._fragment_bytes = 0
+        await self._message(opcode, "".join(parts) if decoded else b"".join(parts))
+
+    async def _message(self, opcode: int, data: str | bytes) -> None:
+        if self._frame_compressed:
+            assert self._decompressor is not None
+            assert isinstance(data, bytes)
+            try:
+                data = self._decompressor.decompress(data)
+            except _DecompressTooLargeError:
+                raise _Violation(CLOSE_MESSAGE_TOO_BIG, "message too big after decompression") from None
+        if opcode == 0x1 and isinstance(data, bytes):
+            try:
+                data = data.decode()
+            except UnicodeDecodeError:
+                raise _Violation(CLOSE_INVALID_DATA, "invalid UTF-8 in a text message") from None
+        handled = self._run_callback(self.handler.on_message, data)
+        if handled is not None:
+            await handled
+
+    def _control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x8:
+            self._peer_closed(payload)
+        elif opcode == 0x9:
+            self._send_pong(payload)
+            self._run_callback(self.handler.on_ping, payload)
+        elif opcode == 0xA:
+            self._received_pong = True
+            self._run_callback(self.handler.on_pong, payload)
+        else:
+            raise _protocol_error(f"unknown opcode {opcode}")
+
+    def _peer_closed(self, payload: bytes) -> None:
+        """The peer's close frame: answer it with its code if valid (section 5.5.1), else 1002 or 1007."""
+        self.client_terminated = True
+        if not payload:
+            self.close()
+            return
+        if len(payload) == 1:
+            self.close(CLOSE_PROTOCOL_ERROR, "protocol error: close frame with a one-byte body")
+            return
+        code = struct.unpack("!H", payload[:2])[0]
+        self.close_code = code
+        if not valid_close_code(code):
+            self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: invalid close code {code}")
+            return
+        try:
+            self.close_reason = payload[2:].decode()
+        except UnicodeDecodeError:
+            self.close(CLOSE_INVALID_DATA, "invalid UTF-8 in the close reason")
+            return
+        self.close(code)
+
+    async def _discard_frame(self) -> None:
+        """After our close: read a frame and act on none but a close (section 5.5.1)."""
+        first, length, masked = await self._frame_header()
+        await self._discard_body(first, length, masked)
+
+    async def _discard_body(self, first: int, length: int, masked: bool) -> None:
+        if first & self.OPCODE_MASK == 0x8 and length <= 125:
+            mask = await self._read_bytes(4) if masked else b""
+            payload = await self._read_bytes(length) if length else b""
+            self._closed_after_ours(_websocket_mask(mask, payload) if masked else b"")
+            return
+        await self._skip(length + 4 if masked else length)
+
+    def _closed_after_ours(self, payload: bytes) -> None:
+        """The peer's answer to our close frame: the closing handshake is complete."""
+        self.client_terminated = True
+        if len(payload) >= 2:
+            self.close_code = struct.unpack("!H", payload[:2])[0]
+        self._half_close()
+
+    # Closing.
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Send a close frame (once); then wait for the peer's, or ``close_timeout``, and half-close."""
+        stream = self.stream
+        if stream is None or stream.closed():
+            self.server_terminated = True
+            self._closed()
+            return
+        if not self.server_terminated:
+            self.server_terminated = True
+            with contextlib.suppress(StreamClosedError, StreamBufferFullError):
+                self._close_written = self._write_frame(True, 0x8, _close_payload(code, reason))
+            if not self.client_terminated:
+                self._close_timer = asyncio.get_running_loop().call_later(
+                    self.close_timeout, self._half_close
+                )
+        if self.client_terminated:
+            self._half_close()
+        if self._ping_coroutine:
+            self._ping_coroutine.cancel()
+            self._ping_coroutine = None
+
+    def _half_close(self) -> None:
+        """Send FIN once the close frame is out; close the stream at the peer's FIN or ``linger_timeout``."""
+        if self._half_closed:
+            return
+        self._half_closed = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        stream = self.stream
+        if stream is None or stream.closed():
+            return
+        self._linger_timer = asyncio.get_running_loop().call_later(self.linger_timeout, stream.close)
+        written = self._close_written
+        if written is None or written.done():
+            self._shutdown_write()
+        else:
+            written.add_done_callback(lambda _: self._shutdown_write())
+
+    def _shutdown_write(self) -> None:
+        stream = self.stream
+        if stream is not None and not stream.closed() and stream.socket is not None:
+            with contextlib.suppress(OSError):
+                stream.socket.shutdown(socket.SHUT_WR)
+
+    def _closed(self) -> None:
+        """The connection is over: timers off, stream closed."""
+        self.client_terminated = self.server_terminated = True
+        for timer in (self._close_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._linger_timer = None
+        if self.stream is not None:
+            self.stream.close()
 
     def _abort(self) -> None:
-        self.protocol_error("protocol error")
+        # Tornado calls this when a callback (on_message, open) raised: a
+        # server fault, so 1011, with the same handshake as any close.
+        if self.stream is not None and not self.stream.closed() and not self.server_terminated:
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
+            return
         super()._abort()
 
-    def protocol_error(self, reason: str) -> None:
-        """Send close 1002 unless a close was already sent or the stream is gone."""
-        if self.server_terminated or self.stream is None or self.stream.closed():
-            return
-        self.server_terminated = True
-        with contextlib.suppress(StreamClosedError, StreamBufferFullError):
-            self._write_frame(True, 0x8, struct.pack("!H", CLOSE_PROTOCOL_ERROR) + reason.encode())
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")()
 
 
 class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandler):
@@ -254,8 +555,9 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         conn = self.ws_connection
         assert conn is not None
         assert conn.stream is not None
-        # Let the close frame queue behind the backlog; Tornado aborts the
-        # connection if the client does not answer it within 5 s.
+        # Let the close frame queue behind the backlog; the connection ends
+        # if the client has not read it and answered within
+        # StrictProtocol.close_timeout + linger_timeout.
         conn.stream.max_write_buffer_size = None
         self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer: outgoing queue full")
 
@@ -309,6 +611,12 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "going away")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # Frames deferred to the end of this loop turn go out before the close
+        # frame (an error reply before its 1008, say), not dropped after it.
+        self._flush_deferred()
+        super().close(code, reason)
 
     def on_close(self) -> None:
         if self._expiry is not None:
