@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import browser, open_tab  # noqa: F401  (chromium, for test_browser.py)
 from tests.helpers import SSE, WS, free_port, http_status
 
 ROOT = Path(__file__).resolve().parents[2]
