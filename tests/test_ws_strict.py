@@ -135,6 +135,22 @@ def test_close_frame_survives_a_client_that_keeps_sending(
     assert results == [(code, "close", "eof")] * 15, results
 
 
+@pytest.mark.parametrize(
+    "header",
+    [b"\x89\xff" + (10**9).to_bytes(8, "big"), b"\x81\x7e\x03\xe8", b"\x81\xff" + (10**9).to_bytes(8, "big")],
+    ids=["control frame of 1 GB", "unmasked 1000-byte frame", "1 GB text frame"],
+)
+def test_bad_frame_header_is_closed_before_its_payload(worker: Target, header: bytes) -> None:
+    """A frame header that breaks a rule is answered at once, without waiting for the payload it declares."""
+    ws = worker.ws()
+    try:
+        ws.sock.sendall(header)
+        code, _, ended = read_close(ws, timeout=1.0)
+        assert ended == "close" and code in (1002, 1009), (code, ended)
+    finally:
+        ws.close()
+
+
 def test_unanswered_close_ends_with_fin_after_a_timeout(worker: Target) -> None:
     """A client that keeps sending for 0.5 s and never answers the close still reads it, then a FIN."""
     assert keeps_sending_while_closed(worker, frame(0x1, b"{}", masked=False)) == ("close", "eof")

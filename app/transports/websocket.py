@@ -62,10 +62,6 @@ class _Violation(Exception):
         self.reason = reason
 
 
-def _protocol_error(what: str) -> _Violation:
-    return _Violation(CLOSE_PROTOCOL_ERROR, f"protocol error: {what}")
-
-
 def _close_payload(code: int | None, reason: str | None) -> bytes:
     if code is None and reason is not None:
         code = CLOSE_NORMAL
@@ -163,56 +159,63 @@ class StrictProtocol(WebSocketProtocol13):
             await self._discard_body(first, length, masked)
             return
         fin = bool(first & self.FIN)
-        rsv = first & self.RSV_MASK
         opcode = first & self.OPCODE_MASK
-        rest = length + 4 if masked else length
-        if opcode & 0x8:
-            if length > 125:
-                await self._skip(rest)
-                raise _protocol_error("control frame over 125 bytes")
-        elif length + self._fragment_bytes > self.params.max_message_size:
-            self.close(CLOSE_MESSAGE_TOO_BIG, "message too big")
-            await self._skip(rest)  # in step with the frames after it
+        violation = self._check_header(first, length, masked)
+        if violation is not None:
+            # Close first, then read past the frame: a peer that declared a
+            # huge frame and sends nothing gets its close frame at once, and
+            # the frames after it are read in step (and discarded).
+            self.close(*violation)
+            await self._skip(length + 4 if masked else length)
             return
-        mask = await self._read_bytes(4) if masked else b""
-        payload = await self._read_bytes(length) if length else b""
-        # The whole frame is read: whatever it breaks, the next frame is in step.
+        mask = await self._read_bytes(4)
+        payload = _websocket_mask(mask, await self._read_bytes(length)) if length else b""
         if self.is_closing():  # closed while it was being read
-            if first & self.OPCODE_MASK == 0x8:
-                self._closed_after_ours(_websocket_mask(mask, payload) if masked else b"")
+            if opcode == 0x8:
+                self._closed_after_ours(payload)
             return
-        if not masked:
-            raise _protocol_error("client frames must be masked")
-        payload = _websocket_mask(mask, payload)
         if opcode & 0x8:
-            if rsv:
-                raise _protocol_error("reserved bits set")
-            if not fin:
-                raise _protocol_error("fragmented control frame")
             self._control_frame(opcode, payload)
             return
-        if opcode == 0:
-            if self._fragment_opcode is None:
-                raise _protocol_error("continuation frame with nothing to continue")
-            if rsv:
-                raise _protocol_error("reserved bits set")
-        elif opcode > 2:
-            raise _protocol_error(f"unknown opcode {opcode}")
-        elif self._fragment_opcode is not None:
-            raise _protocol_error("new message before the fragmented one ended")
-        else:
-            # RSV1 marks a compressed message, if permessage-deflate was agreed.
-            if rsv and (rsv != self.RSV1 or self._decompressor is None):
-                raise _protocol_error("reserved bits set")
-            self._frame_compressed = bool(rsv)
+        if opcode != 0:
+            self._frame_compressed = bool(first & self.RSV1)
             if fin:  # a whole message in one frame: the common case
                 await self._message(opcode, payload)
                 return
             self._fragment_opcode = opcode
             self._fragments = []
-            if opcode == 0x1 and not rsv:
+            if opcode == 0x1 and not self._frame_compressed:
                 self._decoder = _utf8_decoder()
         await self._fragment(payload, fin)
+
+    def _check_header(self, first: int, length: int, masked: bool) -> tuple[int, str] | None:
+        """What a frame's header breaks, as the (code, reason) to close with; None if nothing."""
+        rsv = first & self.RSV_MASK
+        opcode = first & self.OPCODE_MASK
+        what = None
+        if not masked:
+            what = "client frames must be masked"
+        elif opcode & 0x8:
+            if opcode > 0xA:
+                what = f"unknown opcode {opcode}"
+            elif length > 125:
+                what = "control frame over 125 bytes"
+            elif not first & self.FIN:
+                what = "fragmented control frame"
+            elif rsv:
+                what = "reserved bits set"
+        elif opcode > 2:
+            what = f"unknown opcode {opcode}"
+        elif opcode == 0 and self._fragment_opcode is None:
+            what = "continuation frame with nothing to continue"
+        elif opcode != 0 and self._fragment_opcode is not None:
+            what = "new message before the fragmented one ended"
+        # RSV1 marks a compressed message's first frame, if permessage-deflate was agreed.
+        elif rsv and (opcode == 0 or rsv != self.RSV1 or self._decompressor is None):
+            what = "reserved bits set"
+        elif length + self._fragment_bytes > self.params.max_message_size:
+            return CLOSE_MESSAGE_TOO_BIG, "message too big"
+        return None if what is None else (CLOSE_PROTOCOL_ERROR, f"protocol error: {what}")
 
     async def _fragment(self, payload: bytes, fin: bool) -> None:
         assert self._fragments is not None
@@ -257,11 +260,9 @@ class StrictProtocol(WebSocketProtocol13):
         elif opcode == 0x9:
             self._send_pong(payload)
             self._run_callback(self.handler.on_ping, payload)
-        elif opcode == 0xA:
+        else:  # 0xA: _check_header refused the other control opcodes
             self._received_pong = True
             self._run_callback(self.handler.on_pong, payload)
-        else:
-            raise _protocol_error(f"unknown opcode {opcode}")
 
     def _peer_closed(self, payload: bytes) -> None:
         """The peer's close frame: answer it with its code if valid (section 5.5.1), else 1002 or 1007."""
