@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from tests.helpers import WS, Process, RawWS, eventually, free_port, http_status
 from tests.hostile_cases import Target
 from tests.ws_strict_cases import (
     INVALID_CLOSE_CODES,
+    PING,
     VALID_CLOSE_CODES,
     VIOLATIONS,
     close_payload,
@@ -180,3 +183,31 @@ async def test_slow_consumer_frames_after_its_1013_are_not_acted_on(make_server:
     assert await loop.run_in_executor(None, read_end, slow) == "eof"
     await watcher.no_message(0.5)
     slow.close()
+
+
+def test_flood_after_a_violation_is_bounded(worker: Target) -> None:
+    """A client flooding after its violation does not hold the worker, and is cut off within about 5 s."""
+    ws = worker.ws()
+    ended: list[float] = []
+
+    def flood() -> None:
+        chunk = PING * 4000
+        started = time.monotonic()
+        while time.monotonic() - started < 20:
+            if not send_all(ws, chunk):
+                break
+        ended.append(time.monotonic() - started)
+
+    try:
+        ws.sock.sendall(frame(0x1, b"{}", masked=False))
+        thread = threading.Thread(target=flood)
+        thread.start()
+        for _ in range(5):
+            started = time.monotonic()
+            assert http_status(f"{worker.base}/healthz") == 200
+            assert time.monotonic() - started < 1.0
+            time.sleep(0.3)
+        thread.join(30)
+        assert ended and ended[0] < 10, ended
+    finally:
+        ws.close()

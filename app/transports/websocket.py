@@ -130,7 +130,7 @@ class StrictProtocol(WebSocketProtocol13):
             # Both close frames are sent: read on (and discard) until the
             # peer's FIN, or until the linger timer closes the stream.
             while True:
-                await self.stream.read_bytes(65536, partial=True)
+                await self._skip(_YIELD_THRESHOLD)
         except StreamClosedError:
             pass
         finally:
@@ -148,10 +148,19 @@ class StrictProtocol(WebSocketProtocol13):
         return first, length, bool(second & 0x80)
 
     async def _skip(self, n: int) -> None:
+        """Read and drop ``n`` bytes, yielding to other connections now and then."""
+        work = 0
         while n > 0:
             chunk = await self.stream.read_bytes(min(n, 65536), partial=True)
             n -= len(chunk)
             self._wire_bytes_in += len(chunk)
+            work += len(chunk)
+            if work >= _YIELD_THRESHOLD:
+                # A read from a busy socket completes without a turn of the
+                # loop: without this, a flood would hold the loop (and the
+                # timers that end the connection) for as long as it lasts.
+                work = 0
+                await asyncio.sleep(0)
 
     async def _receive_frame(self) -> None:
         first, length, masked = await self._frame_header()
