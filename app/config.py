@@ -60,6 +60,9 @@ class Settings:
         1_048_576, "outgoing bytes buffered per connection before it is dropped", lo=1024
     )
     max_channels: int = _setting(100, "channels one connection may subscribe to", lo=1)
+    ws_deflate_level: int = _setting(
+        0, "permessage-deflate for WebSocket clients that offer it: zlib level 1-9, 0 off", lo=0, hi=9
+    )
 
     # Access.
     publish_key: str = _setting("", "if set, HTTP publishers need 'Authorization: Bearer KEY'")

@@ -8,6 +8,7 @@ its subscribers.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,24 @@ def ws_text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+def deflate_message(payload: bytes, level: int) -> bytes:
+    """A message's permessage-deflate payload, with no context from earlier ones (RFC 7692 section 7.2.1)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]  # the empty block's 00 00 ff ff, which the receiver puts back
+
+
+def ws_deflated_frame(payload: bytes, level: int) -> bytes:
+    """Build one unmasked, final text frame of ``payload`` deflated, RSV1 set (RFC 7692 section 6)."""
+    data = deflate_message(payload, level)
+    n = len(data)
+    if n < 126:
+        return struct.pack("!BB", 0xC1, n) + data
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", 0xC1, 126, n) + data
+    return struct.pack("!BBQ", 0xC1, 127, n) + data
+
+
 def sse_event(data: bytes, event_id: str | None = None) -> bytes:
     """Build one Server-Sent Event; ``data`` must hold no newline (compact JSON has none)."""
     if event_id is None:
@@ -95,13 +114,14 @@ def sse_comment(text: str) -> bytes:
 class Message:
     """One published message: its channel, id and envelope, with encodings made on first use."""
 
-    __slots__ = ("_sse_chunk", "_sse_event", "_ws_frame", "channel", "envelope", "id")
+    __slots__ = ("_sse_chunk", "_sse_event", "_ws_deflated", "_ws_frame", "channel", "envelope", "id")
 
     def __init__(self, channel: str, msg_id: int, envelope: bytes) -> None:
         self.channel = channel
         self.id = msg_id
         self.envelope = envelope
         self._ws_frame: bytes | None = None
+        self._ws_deflated: bytes | None = None
         self._sse_event: bytes | None = None
         self._sse_chunk: bytes | None = None
 
@@ -115,6 +135,16 @@ class Message:
         if self._ws_frame is None:
             self._ws_frame = ws_text_frame(self.envelope)
         return self._ws_frame
+
+    def ws_deflated(self, level: int) -> bytes:
+        """The envelope as a permessage-deflate frame, compressed once for all subscribers.
+
+        Every connection that agreed to deflate agreed to
+        server_no_context_takeover, so the frame is the same for all.
+        """
+        if self._ws_deflated is None:
+            self._ws_deflated = ws_deflated_frame(self.envelope, level)
+        return self._ws_deflated
 
     @property
     def sse_event(self) -> bytes:

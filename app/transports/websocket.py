@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from asyncio import Future
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tornado.websocket
@@ -20,6 +21,7 @@ from tornado.websocket import (
     _YIELD_THRESHOLD,
     WebSocketProtocol13,
     _DecompressTooLargeError,
+    _PerMessageDeflateDecompressor,
 )
 
 from app.auth import Grant, verify_token
@@ -51,6 +53,37 @@ CLOSE_FORBIDDEN = 4403
 def valid_close_code(code: int) -> bool:
     """Whether a peer may send ``code`` in a close frame (RFC 6455 section 7.4, IANA registry)."""
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+# permessage-deflate (RFC 7692), as this server agrees to it: no context
+# kept between messages either way, so each message is deflated once per
+# worker and the same frame written to every subscriber, and a connection
+# keeps no compressor (nor decompressor) state between messages.
+DEFLATE_RESPONSE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+_DEFLATE_PARAMS = {
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+}
+
+
+def deflate_acceptable(offers: Sequence[tuple[str, Mapping[str, str | None]]]) -> bool:
+    """Whether one of the client's Sec-WebSocket-Extensions offers is permessage-deflate as agreed above.
+
+    An offer that limits the server's window below 15 bits is declined: the
+    shared frames are deflated with 15. Unknown parameters decline an offer.
+    """
+    for name, params in offers:
+        if name != "permessage-deflate" or not set(params) <= _DEFLATE_PARAMS:
+            continue
+        if "server_max_window_bits" in params and params["server_max_window_bits"] != "15":
+            continue
+        client_bits = params.get("client_max_window_bits")
+        if client_bits is not None and client_bits not in {str(n) for n in range(8, 16)}:
+            continue
+        return True
+    return False
 
 
 class _Violation(Exception):
@@ -99,6 +132,10 @@ class StrictProtocol(WebSocketProtocol13):
     close_timeout = 3.0  # for the peer's close frame, after ours
     linger_timeout = 2.0  # for the peer's FIN, after ours
 
+    # permessage-deflate: the zlib level offered (0: never) and, once agreed, used.
+    deflate_offered = 0
+    deflate_level = 0
+
     # Per-connection state, at class level until a connection needs it.
     _fragment_opcode: int | None = None
     _fragments: list[Any] | None = None
@@ -108,6 +145,19 @@ class StrictProtocol(WebSocketProtocol13):
     _close_timer: asyncio.TimerHandle | None = None
     _linger_timer: asyncio.TimerHandle | None = None
     _half_closed = False
+
+    async def _accept_connection(self, handler: tornado.websocket.WebSocketHandler) -> None:
+        # Tornado negotiates compression only with compression options,
+        # keeping a compressor per connection; this agreement needs none.
+        if self.deflate_offered and deflate_acceptable(
+            self._parse_extensions_header(handler.request.headers)
+        ):
+            handler.set_header("Sec-WebSocket-Extensions", DEFLATE_RESPONSE)
+            self.deflate_level = self.deflate_offered
+            self._decompressor = _PerMessageDeflateDecompressor(
+                persistent=False, max_wbits=None, max_message_size=self.params.max_message_size
+            )
+        await super()._accept_connection(handler)
 
     # Receiving.
 
@@ -388,6 +438,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     """One WebSocket client: its subscriptions, and a bounded outgoing buffer."""
 
     kind = "websocket"
+    deflate = 0  # the zlib level of permessage-deflate, once agreed with this client
 
     def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
         self.hub = hub
@@ -417,16 +468,18 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None  # Tornado answers 426 with the supported version
-        return StrictProtocol(
+        protocol = StrictProtocol(
             self,
             False,
             tornado.websocket._WebSocketParams(
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
                 max_message_size=self.max_message_size,
-                compression_options=self.get_compression_options(),
+                compression_options=None,  # StrictProtocol negotiates permessage-deflate itself
             ),
         )
+        protocol.deflate_offered = self.config.ws_deflate_level
+        return protocol
 
     async def open(self) -> None:
         assert self.ws_connection is not None
@@ -434,6 +487,8 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         # A write beyond this raises StreamBufferFullError instead of growing
         # memory without bound behind a client that stopped reading.
         self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
+        if isinstance(self.ws_connection, StrictProtocol):
+            self.deflate = self.ws_connection.deflate_level
         self.connections.add(self)
         self._ping_after(self._ping_every())
         release_response(self)
@@ -523,7 +578,8 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     # The hub's Subscriber interface.
 
     def deliver(self, message: Message) -> None:
-        self._coalesce(message.ws_frame)  # = self._write(), one call less per subscriber
+        # = self._write(), one call less per subscriber
+        self._coalesce(message.ws_deflated(self.deflate) if self.deflate else message.ws_frame)
 
     def subscribed(self, channel: str, seq: int, lost: bool) -> None:
         self._send({"type": "subscribed", "channel": channel, "id": seq})
