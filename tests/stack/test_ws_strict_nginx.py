@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
+from websockets.asyncio.client import connect
 
+from app.transports.websocket import DEFLATE_RESPONSE
+from tests.helpers import publish
 from tests.hostile_cases import Target
 from tests.stack.conftest import NativeStack, start_stack
 from tests.ws_strict_cases import (
@@ -24,13 +28,14 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def strict_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    """A 1-worker stack with 1 KiB messages and a burst of 20 client frames."""
+    """A 1-worker stack: 1 KiB messages, a burst of 20 client frames, permessage-deflate on."""
     stack = start_stack(
         tmp_path_factory.mktemp("strict-stack"),
         workers=1,
         MAX_MESSAGE_BYTES="1024",
         CLIENT_RATE="1",
         CLIENT_BURST="20",
+        WS_DEFLATE_LEVEL="6",
     )
     yield stack
     assert stack.stop() == 0, stack.output()
@@ -65,3 +70,17 @@ def test_close_frame_survives_through_nginx(
 def test_unanswered_close_through_nginx(via_nginx: Target) -> None:
     """Through nginx, a client that keeps sending and never answers the close reads it, then a FIN."""
     assert keeps_sending_while_closed(via_nginx, frame(0x1, b"{}", masked=False)) == ("close", "eof")
+
+
+async def test_deflate_through_nginx(strict_stack: NativeStack) -> None:
+    """Through nginx, the websockets client agrees to permessage-deflate and gets the message."""
+    async with connect(strict_stack.ws + "?channel=sensors") as ws:
+        assert ws.response.headers["Sec-WebSocket-Extensions"] == DEFLATE_RESPONSE
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+        msg_id = await publish(strict_stack.base, "sensors", {"temperature": 21.4})
+        assert json.loads(await ws.recv()) == {
+            "type": "message",
+            "channel": "sensors",
+            "id": msg_id,
+            "data": {"temperature": 21.4},
+        }
