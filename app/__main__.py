@@ -1,4 +1,7 @@
-"""python -m app [serve|ingest]: run one Windsock worker, or the ingest sources (see README.md)."""
+"""python -m app [serve|ingest]: run one Windsock worker, or the ingest sources (see README.md).
+
+python -m app sub|pub: the client's command line (app/client/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,16 @@ from app.sources import check_sources
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if args_given[:1] in (["sub"], ["pub"]):
+        from app.client.cli import main as client_main  # needs the client extra; the server does not
+
+        return client_main(args_given)
     parser = argparse.ArgumentParser(
         prog="python -m app",
         description="Windsock: live JSON on named channels over WebSocket and SSE.",
-        epilog="Every flag can also be set by the environment variable it names.",
+        epilog="Every flag can also be set by the environment variable it names. "
+        "The client: python -m app sub --help, python -m app pub --help.",
     )
     parser.add_argument(
         "command",

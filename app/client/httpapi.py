@@ -1,0 +1,58 @@
+"""HTTP calls besides the stream: POST /api/channels/NAME (publishing with a PUBLISH_KEY), with httpx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from app.client.errors import ClientError, from_http_answer
+from app.client.frames import encode_json, publish_url
+
+__all__ = ["check_answer", "http_publish", "publish_request"]
+
+
+def publish_request(base: str, channel: str, data: Any, key: str | None) -> tuple[str, bytes, dict[str, str]]:
+    """URL, body and headers of a publish; ClientError ``bad_json`` for data that is not JSON."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return publish_url(base, channel), encode_json(data).encode(), headers
+
+
+def check_answer(response: httpx.Response) -> dict[str, Any]:
+    """The answer of a publish as a dict; ClientError with the server's code for an error answer."""
+    if response.status_code >= 400:
+        raise from_http_answer(response.status_code, response.content)
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
+        raise ClientError(
+            "bad_answer", f"not a publish answer: {response.text[:200]!r}", response.status_code
+        )
+    return answer
+
+
+def transport_error(url: str, exc: httpx.TransportError) -> ClientError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ClientError("timeout", f"no answer from {url} in time")
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc)
+        reason = "connection refused" if "refused" in text.lower() or "Errno 111" in text else text
+        return ClientError("unreachable", f"cannot connect to {url}: {reason}")
+    return ClientError("connection_lost", f"{url}: {exc or type(exc).__name__}")
+
+
+async def http_publish(
+    http: httpx.AsyncClient, base: str, channel: str, data: Any, key: str | None, within: float = 10
+) -> dict[str, Any]:
+    """Publish over HTTP; the server's answer, ``{"id", "channel"}`` (and ``"skipped"``)."""
+    url, body, headers = publish_request(base, channel, data, key)
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=within)
+    except httpx.TransportError as exc:
+        raise transport_error(url, exc) from None
+    return check_answer(response)

@@ -1,0 +1,66 @@
+"""A thin synchronous facade for scripts that do not use asyncio: ``for event in subscribe(...)``.
+
+Each call runs the asyncio Client on an event loop of its own, in the
+calling thread, only while the caller waits for the next event. In a
+program that already runs an event loop (a Jupyter notebook), use Client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import httpx
+
+from app.client.core import DEFAULT_URL, Client, Token
+from app.client.frames import Event, Since, check_channels, normalize_url
+from app.client.httpapi import check_answer, publish_request, transport_error
+
+__all__ = ["publish", "publish_answer", "subscribe"]
+
+
+def subscribe(
+    url: str,
+    *channels: str,
+    since: Since = None,
+    transport: Literal["websocket", "sse"] = "websocket",
+    token: Token = None,
+    **options: Any,
+) -> Iterator[Event]:
+    """Every event of ``channels``, as ``async for`` on a Client gives them; closes when the loop ends."""
+    client = Client(url, channels, since=since, transport=transport, token=token, **options)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(client.__aenter__())
+        while True:
+            try:
+                event = loop.run_until_complete(client.__anext__())
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        try:
+            loop.run_until_complete(client.close())
+        finally:
+            loop.close()
+
+
+def publish(url: str, channel: str, data: Any, key: str | None = None, timeout: float = 10.0) -> int:
+    """Publish over HTTP (``key``: the PUBLISH_KEY); the id, or ClientError with the server's code."""
+    answer = publish_answer(url, channel, data, key, timeout)
+    return int(answer["id"])
+
+
+def publish_answer(
+    url: str, channel: str, data: Any, key: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Publish over HTTP; the server's whole answer, ``{"id", "channel"}`` (and ``"skipped"``)."""
+    [channel] = check_channels([channel])
+    target, body, headers = publish_request(normalize_url(url or DEFAULT_URL), channel, data, key)
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as http:
+            response = http.post(target, content=body, headers=headers)
+    except httpx.TransportError as exc:
+        raise transport_error(target, exc) from None
+    return check_answer(response)
