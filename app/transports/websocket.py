@@ -478,7 +478,8 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
                 compression_options=None,  # StrictProtocol negotiates permessage-deflate itself
             ),
         )
-        protocol.deflate_offered = self.config.ws_deflate_level
+        if self.config.ws_deflate_level:  # else the class default: no per-connection attribute
+            protocol.deflate_offered = self.config.ws_deflate_level
         return protocol
 
     async def open(self) -> None:
@@ -487,7 +488,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
         # A write beyond this raises StreamBufferFullError instead of growing
         # memory without bound behind a client that stopped reading.
         self.ws_connection.stream.max_write_buffer_size = self.config.max_queue_bytes
-        if isinstance(self.ws_connection, StrictProtocol):
+        if isinstance(self.ws_connection, StrictProtocol) and self.ws_connection.deflate_level:
             self.deflate = self.ws_connection.deflate_level
         self.connections.add(self)
         self._ping_after(self._ping_every())
