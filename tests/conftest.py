@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import uuid
@@ -14,7 +15,7 @@ import pytest
 
 from app.config import Settings, load_settings
 from app.server import Server
-from tests.helpers import OPEN_SOCKETS, Process, free_port, need_binary, wait_until
+from tests.helpers import OPEN_SOCKETS, Process, eventually, free_port, need_binary, wait_until
 
 
 class RedisServer:
@@ -79,9 +80,27 @@ def collect_garbage() -> Iterator[None]:
 async def close_client_sockets() -> AsyncIterator[None]:
     """Close every WebSocket and SSE client a test opened, whatever the test did."""
     yield
+    # A WebSocket close waits for the server's close frame (Tornado gives it
+    # 5 s) and only then closes the socket. The test's event loop ends right
+    # after this fixture, so wait here, briefly, and then close what is left:
+    # a socket still waiting when the loop ends is collected unclosed later,
+    # and its ResourceWarning would fail some other test.
+    streams = []
+    writers = []
     while OPEN_SOCKETS:
-        OPEN_SOCKETS.pop().close()
-    await asyncio.sleep(0)  # let the transports finish closing on this loop
+        client = OPEN_SOCKETS.pop()
+        if isinstance(client, asyncio.StreamWriter):
+            writers.append(client)
+        elif client.protocol is not None:
+            streams.append(client.protocol.stream)
+        client.close()
+    with contextlib.suppress(AssertionError):  # not answered in time: closed below all the same
+        await eventually(lambda: all(s.closed() for s in streams), timeout=2, interval=0.01)
+    for stream in streams:
+        stream.close()
+    for writer in writers:
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 2)
 
 
 @pytest.fixture(scope="session")
