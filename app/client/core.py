@@ -60,7 +60,6 @@ _FATAL = {
 _AUTH = {"unauthorized", "forbidden"}
 
 
-
 class _Buffer:
     """Events for the caller, in order; a full buffer makes the connection wait (and the server see it)."""
 

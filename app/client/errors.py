@@ -66,3 +66,19 @@ def from_http_answer(status: int, body: bytes | str) -> ClientError:
         return ClientError(answer["code"], message if isinstance(message, str) else None, status)
     code = _STATUS_CODES.get(status, "no_worker" if status in (502, 504) else f"http_{status}")
     return ClientError(code, f"the server answered HTTP {status}", status)
+
+
+def connect_reason(exc: BaseException) -> str:
+    """Why a connection could not be made, in a few words: the OS's reason, from the exception's chain."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, TimeoutError):
+            return "timed out"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__

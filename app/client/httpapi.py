@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.client.errors import ClientError, from_http_answer
+from app.client.errors import ClientError, connect_reason, from_http_answer
 from app.client.frames import encode_json, publish_url
 
 __all__ = ["check_answer", "http_publish", "publish_request"]
@@ -40,9 +40,7 @@ def transport_error(url: str, exc: httpx.TransportError) -> ClientError:
     if isinstance(exc, httpx.TimeoutException):
         return ClientError("timeout", f"no answer from {url} in time")
     if isinstance(exc, httpx.ConnectError):
-        text = str(exc)
-        reason = "connection refused" if "refused" in text.lower() or "Errno 111" in text else text
-        return ClientError("unreachable", f"cannot connect to {url}: {reason}")
+        return ClientError("unreachable", f"cannot connect to {url}: {connect_reason(exc)}")
     return ClientError("connection_lost", f"{url}: {exc or type(exc).__name__}")
 
 

@@ -8,7 +8,7 @@ import contextlib
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from app.client.errors import ClientError, from_http_answer
+from app.client.errors import ClientError, connect_reason, from_http_answer
 from app.client.frames import decode_frame, encode_cursor, events_url, message_of, parse_start, reset_of
 from app.client.session import Reopen, Sink
 
@@ -75,7 +75,7 @@ class SseSession:
         except httpx.ReadTimeout:
             raise ClientError("idle", f"nothing received for {self.heartbeat * 2.5:g} s") from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ClientError("unreachable", f"cannot connect to {self.url}: {_reason(exc)}") from None
+            raise ClientError("unreachable", f"cannot connect to {self.url}: {connect_reason(exc)}") from None
         except httpx.TransportError as exc:
             raise ClientError("connection_lost", f"the stream broke: {exc or type(exc).__name__}") from None
         except SSEError as exc:
@@ -116,12 +116,3 @@ class SseSession:
     async def stop(self) -> None:
         self._stopping = True
         self._reopen.set()
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if "refused" in text.lower() or "Errno 111" in text:
-        return "connection refused"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "timed out"
-    return text or type(exc).__name__

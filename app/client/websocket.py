@@ -10,7 +10,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from app.client.errors import CLOSE_CODES, ClientError, from_http_answer
+from app.client.errors import CLOSE_CODES, ClientError, connect_reason, from_http_answer
 from app.client.frames import decode_frame, encode_json, message_of, reset_of, ws_url
 from app.client.session import Sink
 
@@ -18,6 +18,9 @@ __all__ = ["WebSocketSession"]
 
 # Refusals of a subscribe that pass: the whole connection is tried again later.
 _TEMPORARY = {"broker_unavailable", "shutting_down"}
+# Subscribe frames sent at once on connecting, then per second: below the server's defaults.
+SUBSCRIBE_BURST = 40
+SUBSCRIBE_RATE = 15
 
 
 class WebSocketSession:
@@ -59,7 +62,7 @@ class WebSocketSession:
                 return
             raise _closed(exc) from None
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise ClientError("unreachable", f"cannot connect to {self.url}: {_reason(exc)}") from None
+            raise ClientError("unreachable", f"cannot connect to {self.url}: {connect_reason(exc)}") from None
         finally:
             self._ws = None
             for future in self._pending.values():
@@ -72,11 +75,10 @@ class WebSocketSession:
         points = self.sink.resume_points()  # taken together with opened.set(): no subscribe is missed
         self._awaiting = set(points)
         self.opened.set()
-        for channel, since in points.items():
-            await self._send(_subscribe_frame(channel, since))
         if not self._awaiting:
             self._go_live()
         pinger = asyncio.ensure_future(self._ping())
+        subscriber = asyncio.ensure_future(self._subscribe_all(points))
         try:
             while True:
                 try:
@@ -90,9 +92,18 @@ class WebSocketSession:
                 if frame is not None:
                     await self._on_frame(frame)
         finally:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            for task in (pinger, subscriber):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, ClientError):
+                    await task
+
+    async def _subscribe_all(self, points: dict[str, int | None]) -> None:
+        """One subscribe frame per channel, paced after the first ones to stay under the server's
+        frame rate limit (CLIENT_BURST 50, CLIENT_RATE 20/s by default)."""
+        for n, (channel, since) in enumerate(points.items()):
+            if n >= SUBSCRIBE_BURST:
+                await asyncio.sleep(1 / SUBSCRIBE_RATE)
+            await self._send(_subscribe_frame(channel, since))
 
     async def _ping(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -204,11 +215,3 @@ def _closed(exc: ConnectionClosed) -> ClientError:
         return ClientError("connection_lost", "the connection dropped without a close frame")
     code = CLOSE_CODES.get(close.code, "connection_lost")
     return ClientError(code, close.reason or f"closed with {close.code}", close.code)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
