@@ -13,85 +13,19 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from app.brokers.base import Broker, PublishResult
+from app.brokers.base import Broker, History, PublishResult
 from app.channels import Patterns
 from app.messages import Message, plan_resume
+from app.subscribers import After, Pending, Subscriber
 
-__all__ = ["Hub", "Subscriber"]
+__all__ = ["History", "Hub", "PublishResult", "Subscriber"]
 
 log = logging.getLogger("windsock.hub")
 
 # A 'since' beyond any id: asks the broker for the latest id and no messages.
 _NOTHING = 2**62
-
-
-class Subscriber(Protocol):
-    """What a transport connection offers the hub. No method may block or raise."""
-
-    def deliver(self, message: Message) -> None:
-        """Queue ``message`` for the client."""
-
-    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
-        """The subscription is in force from id ``seq``; replayed messages follow.
-
-        ``lost`` says some of what the client asked to resume is gone.
-        """
-
-    def reset(self, channel: str, seq: int) -> None:
-        """Messages were lost in a broker outage and cannot be replayed."""
-
-
-class _Pending:
-    """Stands in for a subscriber while its history is replayed, holding live messages."""
-
-    __slots__ = ("held",)
-
-    def __init__(self) -> None:
-        self.held: list[Message] = []
-
-    def deliver(self, message: Message) -> None:
-        self.held.append(message)
-
-    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
-        pass
-
-    def reset(self, channel: str, seq: int) -> None:
-        # Its own history read comes after the outage, so it has nothing to miss.
-        pass
-
-
-class _After:
-    """Stands in for a subscriber that is ahead of this process's pub/sub stream.
-
-    A client resuming on this worker may already have messages that this
-    worker's pub/sub has not delivered yet (it got them from another worker,
-    or from the history just read): those must not reach it a second time.
-    On the first newer message the hub puts the subscriber itself back.
-    """
-
-    __slots__ = ("channel", "floor", "hub", "subscriber")
-
-    def __init__(self, hub: Hub, channel: str, subscriber: Subscriber, floor: int) -> None:
-        self.hub = hub
-        self.channel = channel
-        self.subscriber = subscriber
-        self.floor = floor
-
-    def deliver(self, message: Message) -> None:
-        if message.id <= self.floor:
-            return
-        self.hub._caught_up(self.channel, self.subscriber, self)
-        self.subscriber.deliver(message)
-
-    def subscribed(self, channel: str, seq: int, lost: bool) -> None:
-        pass
-
-    def reset(self, channel: str, seq: int) -> None:
-        # After a loss the ids restart above every earlier one: no floor left.
-        self.hub._caught_up(self.channel, self.subscriber, self)
-        self.subscriber.reset(channel, seq)
 
 
 @dataclass
@@ -102,7 +36,11 @@ class HubStats:
 
 
 class Hub:
-    """Counts local subscribers per channel and fans broker messages out to them."""
+    """Counts local subscribers per channel and fans broker messages out to them.
+
+    It is the one door to the core: transports and sources publish, read
+    history and report through it, and never reach the broker behind it.
+    """
 
     def __init__(
         self,
@@ -111,11 +49,11 @@ class Hub:
         grace: float = 2.0,
         skip_unchanged: Iterable[str] = (),
     ) -> None:
-        self.broker = broker
+        self._broker = broker
         self.stats = HubStats()
         self._grace = grace
         self._skip = Patterns(skip_unchanged)
-        # channel -> {subscriber: where its messages go (itself, or a _Pending)}
+        # channel -> {subscriber: where its messages go (itself, or a Pending)}
         self._subs: dict[str, dict[Subscriber, Subscriber]] = {}
         # The same, frozen for the fan-out loop, rebuilt on every change.
         self._fanout: dict[str, tuple[Subscriber, ...]] = {}
@@ -131,21 +69,42 @@ class Hub:
     # Lifecycle.
 
     async def start(self) -> None:
-        await self.broker.connect()
+        await self._broker.connect()
 
     async def stop(self) -> None:
         for timer in self._grace_timers.values():
             timer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await self.broker.disconnect()
+        await self._broker.disconnect()
 
     # Public API for transports.
 
     async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
         """Publish encoded JSON ``data``; skipped if unchanged and asked to or configured so."""
         skip = skip_unchanged or self._skip.match(channel)
-        return await self.broker.publish(channel, data, skip_unchanged=skip)
+        return await self._broker.publish(channel, data, skip_unchanged=skip)
+
+    async def history(self, channel: str) -> History:
+        """The channel's latest id and every message it retains.
+
+        Raises:
+            WindsockError: ``broker_unavailable``.
+        """
+        return await self._broker.history(channel)
+
+    async def latest(self, channel: str) -> Message | None:
+        """The channel's latest retained message, or None if it keeps none.
+
+        Raises:
+            WindsockError: ``broker_unavailable``.
+        """
+        seq = (await self._broker.history(channel, _NOTHING)).seq
+        if not seq:
+            return None
+        # Only the newest is wanted: ask for what follows the one before it.
+        messages = (await self._broker.history(channel, seq - 1)).messages
+        return messages[-1] if messages else None
 
     async def subscribe(self, channel: str, subscriber: Subscriber, since: int | None = None) -> int:
         """Add ``subscriber`` to ``channel``; replay what came after ``since`` first.
@@ -155,11 +114,11 @@ class Hub:
         Raises:
             WindsockError: ``broker_unavailable``; the subscriber is then not added.
         """
-        pending = _Pending()
+        pending = Pending()
         self._set(channel, subscriber, pending)
         try:
             await self._ensure_broker(channel)
-            history = await self.broker.history(channel, _NOTHING if since is None else since)
+            history = await self._broker.history(channel, _NOTHING if since is None else since)
         except BaseException:
             self.unsubscribe(channel, subscriber)
             raise
@@ -183,7 +142,7 @@ class Hub:
         if self._last_id.get(channel, 0) < history.seq:
             # Our pub/sub lags the history just read: what it still brings up
             # to history.seq, the subscriber already has.
-            self._set(channel, subscriber, _After(self, channel, subscriber, history.seq))
+            self._set(channel, subscriber, After(self, channel, subscriber, history.seq))
         else:
             self._set(channel, subscriber, subscriber)
         return history.seq
@@ -201,8 +160,19 @@ class Hub:
     def subscriber_count(self, channel: str) -> int:
         return len(self._subs.get(channel, ()))
 
+    def slow_consumer(self) -> None:
+        """A transport dropped a client that did not read fast enough."""
+        self.stats.slow_consumers += 1
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the broker can be reached: publishes and subscribes can succeed."""
+        return self._broker.healthy
+
     def status(self) -> dict[str, Any]:
+        """Facts for /healthz: the broker's, under ``broker``, and this hub's counters."""
         return {
+            "broker": self._broker.status(),
             "channels": len(self._subs),
             "subscriptions": sum(len(t) for t in self._subs.values()),
             "messages": self.stats.messages,
@@ -227,7 +197,7 @@ class Hub:
 
     # Bookkeeping.
 
-    def _caught_up(self, channel: str, subscriber: Subscriber, stand_in: Subscriber) -> None:
+    def caught_up(self, channel: str, subscriber: Subscriber, stand_in: Subscriber) -> None:
         """Deliver to ``subscriber`` directly from now on, if ``stand_in`` still stands for it."""
         if self._subs.get(channel, {}).get(subscriber) is stand_in:
             self._set(channel, subscriber, subscriber)
@@ -247,7 +217,7 @@ class Hub:
             await asyncio.shield(releasing)
         future = self._broker_subs.get(channel)
         if future is None:
-            future = asyncio.ensure_future(self.broker.subscribe(channel))
+            future = asyncio.ensure_future(self._broker.subscribe(channel))
             self._broker_subs[channel] = future
         try:
             await asyncio.shield(future)
@@ -269,7 +239,7 @@ class Hub:
 
         async def unsubscribe() -> None:
             try:
-                await self.broker.unsubscribe(channel)
+                await self._broker.unsubscribe(channel)
             finally:
                 del self._releasing[channel]
 
@@ -292,7 +262,7 @@ class Hub:
     async def _refill(self, channel: str, last: int) -> None:
         """Replay what ``channel`` published while the broker was away, then release held messages."""
         try:
-            history = await self.broker.history(channel, last)
+            history = await self._broker.history(channel, last)
             replay, lost = plan_resume(last, history.seq, history.messages)
         except Exception as exc:
             log.warning("could not refill %s after the outage: %s", channel, exc)

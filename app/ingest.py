@@ -30,7 +30,7 @@ class IngestHealthHandler(JsonErrors):
 
     def get(self) -> None:
         ingest = self.ingest
-        healthy = ingest.hub.broker.healthy
+        healthy = ingest.hub.healthy
         self.set_status(200 if healthy else 503)
         self.set_header("Cache-Control", "no-store")
         self.finish(
@@ -39,7 +39,7 @@ class IngestHealthHandler(JsonErrors):
                 "role": ingest.role,
                 "worker": ingest.settings.worker_name,
                 "pid": os.getpid(),
-                "broker": ingest.hub.broker.status(),
+                "broker": ingest.hub.status()["broker"],
                 "sources": ingest.sources.status() if ingest.sources is not None else {},
             }
         )

@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from app.brokers.base import PublishResult
 from app.config import ConfigError, Settings
 from app.errors import WindsockError
-from app.hub import Hub
+from app.hub import Hub, PublishResult
 
 if TYPE_CHECKING:
     from app.sources.demo import DemoSource

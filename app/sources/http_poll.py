@@ -335,10 +335,11 @@ class Poller:
     async def _restore(self) -> None:
         """Carry on from the status another process published: a takeover keeps 'since', 'last_success'."""
         try:
-            previous = await _latest_data(self._hub, self.status_channel)
+            latest = await self._hub.latest(self.status_channel)
         except Exception as exc:  # best effort: without it the poller merely starts afresh
             log.debug("poller %s: no previous status (%s)", self.config.name, exc)
             return
+        previous = None if latest is None else latest.data()
         if (
             isinstance(previous, dict)
             and previous.get("source") == self.config.name
@@ -348,12 +349,3 @@ class Poller:
             last_success = previous.get("last_success")
             if isinstance(last_success, int | float):
                 self._last_success = float(last_success)
-
-
-async def _latest_data(hub: Hub, channel: str) -> Any:
-    """The data of ``channel``'s latest message, or None if it has none."""
-    seq = (await hub.broker.history(channel, 2**62)).seq
-    if not seq:
-        return None
-    messages = (await hub.broker.history(channel, seq - 1)).messages
-    return messages[-1].data() if messages else None

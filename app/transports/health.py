@@ -20,8 +20,9 @@ class HealthHandler(JsonErrors):
         self.connections = connections
 
     def get(self) -> None:
-        healthy = self.hub.broker.healthy
+        healthy = self.hub.healthy
         status = "draining" if self.connections.draining else ("ok" if healthy else "degraded")
+        hub = self.hub.status()
         self.set_status(200 if status == "ok" else 503)
         self.set_header("Cache-Control", "no-store")
         self.finish(
@@ -29,8 +30,8 @@ class HealthHandler(JsonErrors):
                 "status": status,
                 "worker": self.config.worker_name,
                 "pid": os.getpid(),
-                "broker": self.hub.broker.status(),
-                "hub": self.hub.status(),
+                "broker": hub.pop("broker"),
+                "hub": hub,
                 "connections": self.connections.counts(),
             }
         )

@@ -105,7 +105,7 @@ class ChannelHandler(JsonErrors):
             self.finish({"id": result.id, "channel": self.channel})
 
     async def get(self, name: str) -> None:
-        history = await self.hub.broker.history(self.channel)
+        history = await self.hub.history(self.channel)
         latest = history.messages[-1] if history.messages else None
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

@@ -155,7 +155,7 @@ class EventsHandler(JsonErrors, Coalescing):
             # futures of HTTP1Connection.write and IOStream.write.
             write_now(self.http.stream, data)
         except StreamBufferFullError:
-            self.hub.stats.slow_consumers += 1
+            self.hub.slow_consumer()
             log.info("dropping slow SSE consumer %s: outgoing queue full", self.request.remote_ip)
             # The client is not reading, so nothing more can reach it: abort.
             self.http.stream.close()

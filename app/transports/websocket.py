@@ -617,7 +617,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
             pass
 
     def _overflow(self) -> None:
-        self.hub.stats.slow_consumers += 1
+        self.hub.slow_consumer()
         log.info("dropping slow consumer %s: outgoing queue full", self.request.remote_ip)
         conn = self.ws_connection
         assert conn is not None
