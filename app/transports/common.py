@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import tornado.httputil
@@ -13,10 +13,16 @@ from tornado.ioloop import PeriodicCallback
 
 from app.channels import InvalidChannel, check_channel
 from app.errors import ERRORS, WindsockError
+from app.transports.stream import WriteTurns
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.hub import Hub
 
 __all__ = [
     "Connection",
     "Connections",
+    "CoreHandler",
     "JsonErrors",
     "channels_from_query",
     "origin_allowed",
@@ -82,6 +88,34 @@ class JsonErrors(tornado.web.RequestHandler):
             raise WindsockError("forbidden", f"origin {origin[:200]!r} is not allowed")
 
 
+class CoreHandler(JsonErrors):
+    """A handler of the core: initialize() stores the hub, the settings and this process's connections.
+
+    Subclasses set up their per-request state in ``setup``, so the
+    dependencies are received in one place.
+    """
+
+    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
+        self.hub = hub
+        self.config = config
+        self.connections = connections
+        self.setup()
+
+    def setup(self) -> None:
+        """Per-request state, for subclasses; called at the end of initialize()."""
+
+    def stream_channels(self) -> list[str]:
+        """The checks before a stream opens: not draining, an allowed origin, valid ``?channel=`` names.
+
+        Raises:
+            WindsockError: ``shutting_down``, ``forbidden``, ``bad_channel`` or ``too_many_channels``.
+        """
+        if self.connections.draining:
+            raise WindsockError("shutting_down")
+        self.check_origin_header(self.config.allowed_origins)
+        return channels_from_query(self, self.config.max_channels)
+
+
 class Connection(Protocol):
     kind: str
 
@@ -94,6 +128,7 @@ class Connections:
     """The open client connections of this process: heartbeats, counts, and the drain on shutdown."""
 
     def __init__(self, heartbeat_interval: float) -> None:
+        self.write_turns = WriteTurns()
         self._open: set[Connection] = set()
         self._counts: dict[str, int] = {}
         self._beat = PeriodicCallback(self._heartbeat, heartbeat_interval * 1000)

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import os
 
-from app.config import Settings
-from app.hub import Hub
-from app.transports.common import Connections, JsonErrors
+from app.transports.common import CoreHandler
 
 __all__ = ["HealthHandler"]
 
 
-class HealthHandler(JsonErrors):
+class HealthHandler(CoreHandler):
     """200 with status ``ok``; 503 while the broker is unreachable or the worker drains."""
-
-    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
-        self.hub = hub
-        self.config = config
-        self.connections = connections
 
     def get(self) -> None:
         healthy = self.hub.healthy

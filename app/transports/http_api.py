@@ -9,11 +9,9 @@ import tornado.web
 
 from app.auth import verify_token
 from app.channels import InvalidChannel, check_channel
-from app.config import Settings
 from app.errors import WindsockError
-from app.hub import Hub
 from app.messages import dumps
-from app.transports.common import Connections, JsonErrors, token_from
+from app.transports.common import CoreHandler, token_from
 
 __all__ = ["ChannelHandler"]
 
@@ -21,13 +19,10 @@ _TRUE = {"1", "true", "yes"}
 
 
 @tornado.web.stream_request_body
-class ChannelHandler(JsonErrors):
+class ChannelHandler(CoreHandler):
     """POST publishes the JSON body as ``data``; GET answers the latest message and counts."""
 
-    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
-        self.hub = hub
-        self.config = config
-        self.connections = connections
+    def setup(self) -> None:
         self.body = bytearray()
         self.counted = False
 

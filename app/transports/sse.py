@@ -15,9 +15,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from app.auth import verify_token
-from app.config import Settings
 from app.errors import WindsockError
-from app.hub import Hub
 from app.messages import (
     Message,
     encode_cursor,
@@ -27,7 +25,7 @@ from app.messages import (
     sse_comment,
     sse_event,
 )
-from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
+from app.transports.common import CoreHandler, token_from
 from app.transports.stream import Coalescing, release_response, write_now
 
 __all__ = ["EventsHandler"]
@@ -37,15 +35,13 @@ log = logging.getLogger("windsock.sse")
 _HEARTBEAT = sse_comment("ping")
 
 
-class EventsHandler(JsonErrors, Coalescing):
+class EventsHandler(CoreHandler, Coalescing):
     """One EventSource client."""
 
     kind = "sse"
 
-    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
-        self.hub = hub
-        self.config = config
-        self.connections = connections
+    def setup(self) -> None:
+        self._turns = self.connections.write_turns
         self.channels: list[str] = []
         self.since: dict[str, int] = {}
         self.positions: dict[str, int] = {}
@@ -55,10 +51,7 @@ class EventsHandler(JsonErrors, Coalescing):
         self.http = self.request.connection
 
     async def get(self) -> None:
-        if self.connections.draining:
-            raise WindsockError("shutting_down")
-        self.check_origin_header(self.config.allowed_origins)
-        channels = channels_from_query(self, self.config.max_channels)
+        channels = self.stream_channels()
         if not channels:
             raise WindsockError("bad_channel", "give at least one ?channel=")
         if self.connections.count(self.kind) >= self.config.max_sse_connections:

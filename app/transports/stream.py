@@ -26,7 +26,7 @@ from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream
 from tornado.web import RequestHandler
 
-__all__ = ["Coalescing", "release_response", "write_now"]
+__all__ = ["Coalescing", "WriteTurns", "release_response", "write_now"]
 
 log = logging.getLogger("windsock.stream")
 
@@ -74,42 +74,51 @@ def release_response(handler: RequestHandler) -> None:
     handler.ui = None  # type: ignore[assignment]
 
 
-class _Turn:
-    """The event-loop turn in progress, and the connections with writes deferred to its end."""
+class WriteTurns:
+    """The event-loop turn in progress, and the connections with writes deferred to its end.
 
-    number = 0
-    # The loop that will run _end_turn, once one is scheduled.
-    ending: asyncio.AbstractEventLoop | None = None
-    deferred: list[Coalescing] = []
+    One per process, owned by its ``Connections`` and shared by its
+    connections: joining writes needs to know which ones came in the same turn.
+    """
 
+    __slots__ = ("deferred", "ending", "number")
 
-def _end_turn() -> None:
-    # Runs at the start of the next loop iteration, before its I/O callbacks.
-    _Turn.number += 1
-    _Turn.ending = None
-    deferred, _Turn.deferred = _Turn.deferred, []
-    for conn in deferred:
-        try:
-            conn._flush_deferred()
-        except Exception:
-            # One connection's failure must not hold back the others' writes.
-            log.exception("deferred write failed")
+    def __init__(self) -> None:
+        self.number = 0
+        # The loop that will run end(), once one is scheduled.
+        self.ending: asyncio.AbstractEventLoop | None = None
+        self.deferred: list[Coalescing] = []
 
+    def end(self) -> None:
+        # Runs at the start of the next loop iteration, before its I/O callbacks.
+        self.number += 1
+        self.ending = None
+        deferred, self.deferred = self.deferred, []
+        for conn in deferred:
+            try:
+                conn._flush_deferred()
+            except Exception:
+                # One connection's failure must not hold back the others' writes.
+                log.exception("deferred write failed")
 
-def _schedule_end() -> None:
-    loop = asyncio.get_running_loop()
-    if _Turn.ending is not None and _Turn.ending is not loop:
-        # A loop closed with the turn's end still pending (one process runs
-        # several loops in tests): what it deferred went with its connections.
-        _Turn.number += 1
-        _Turn.deferred = []
-    _Turn.ending = loop
-    loop.call_soon(_end_turn)
+    def schedule_end(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.ending is not None and self.ending is not loop:
+            # A loop closed with the turn's end still pending: what it
+            # deferred went with its connections.
+            self.number += 1
+            self.deferred = []
+        self.ending = loop
+        loop.call_soon(self.end)
 
 
 class Coalescing:
-    """Mixin for a connection: writes ``_emit`` at once, or joined at the end of a busy turn."""
+    """Mixin for a connection: writes ``_emit`` at once, or joined at the end of a busy turn.
 
+    The connection sets ``_turns`` to its process's ``WriteTurns`` before its first write.
+    """
+
+    _turns: WriteTurns
     _turn = -1
     _deferred: list[bytes] | None = None
 
@@ -123,18 +132,19 @@ class Coalescing:
         if deferred is not None:
             deferred.append(data)
             return
-        if self._turn == _Turn.number:
-            if _Turn.ending is not asyncio.get_running_loop():
-                _schedule_end()
-            if self._turn == _Turn.number:
+        turns = self._turns
+        if self._turn == turns.number:
+            if turns.ending is not asyncio.get_running_loop():
+                turns.schedule_end()
+            if self._turn == turns.number:
                 # The second write this turn: it and any later ones go out together.
                 self._deferred = [data]
-                _Turn.deferred.append(self)
+                turns.deferred.append(self)
                 return
-        self._turn = _Turn.number
+        self._turn = turns.number
         self._emit(data)
-        if _Turn.ending is None:
-            _schedule_end()
+        if turns.ending is None:
+            turns.schedule_end()
 
     def _flush_deferred(self) -> None:
         deferred, self._deferred = self._deferred, None

@@ -26,12 +26,10 @@ from tornado.websocket import (
 
 from app.auth import Grant, verify_token
 from app.channels import Patterns
-from app.config import Settings
 from app.errors import WindsockError
-from app.hub import Hub
 from app.limits import TokenBucket
 from app.messages import ClientFrame, Message, dumps, encode_reset, parse_client_frame, ws_text_frame
-from app.transports.common import Connections, JsonErrors, channels_from_query, token_from
+from app.transports.common import CoreHandler, token_from
 from app.transports.stream import Coalescing, release_response, write_now
 
 __all__ = ["WebSocketHandler"]
@@ -434,16 +432,15 @@ def _utf8_decoder() -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder("utf-8")()
 
 
-class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandler):
+class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandler):
     """One WebSocket client: its subscriptions, and a bounded outgoing buffer."""
 
     kind = "websocket"
     deflate = 0  # the zlib level of permessage-deflate, once agreed with this client
 
-    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
-        self.hub = hub
-        self.config = config
-        self.connections = connections
+    def setup(self) -> None:
+        config = self.config
+        self._turns = self.connections.write_turns
         self.client_publish = Patterns(config.client_publish)
         self.channels: set[str] = set()
         self.grant: Grant | None = None
@@ -457,10 +454,7 @@ class WebSocketHandler(JsonErrors, Coalescing, tornado.websocket.WebSocketHandle
     def prepare(self) -> None:
         # Checked before the upgrade so a refusal is a plain HTTP answer with
         # a JSON body, which proxies and browsers both report clearly.
-        if self.connections.draining:
-            raise WindsockError("shutting_down")
-        self.check_origin_header(self.config.allowed_origins)
-        self.query_channels = channels_from_query(self, self.config.max_channels)
+        self.query_channels = self.stream_channels()
 
     def check_origin(self, origin: str) -> bool:
         return True  # already checked in prepare()
