@@ -55,7 +55,7 @@ async def test_garbage_flood_never_stops_the_listener(make_server: Any) -> None:
     server = await make_server(sources=("udp",), udp_port=0)
     ws = await WS.connect(server.ws + "?channel=sensors.after-flood")
     await ws.recv_type("subscribed")
-    udp = server.sources.udp
+    udp = server.sources.one("udp")
     rng = random.Random(7)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for n in range(2000):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from app.sources import stop_tasks
+from app.sources.base import stop_tasks
 from tests.helpers import UNIT, WS, Process, eventually, free_port, http
 from tests.test_sources_demo import hang_up
 from tests.test_sources_pollers import Reply, Upstream, sources_file

@@ -36,7 +36,7 @@ async def test_simulated_readings_reach_subscribers(make_server: Any) -> None:
     first, second = await WS.connect(server.ws), await WS.connect(server.ws)
     await first.subscribe("sensors.sim-1")
     await second.subscribe("sensors.sim-2")
-    port = str(server.sources.udp_port)
+    port = str(server.sources.one("udp").port)
     code, stderr = await run_tool("--port", port, "--sensors", "2", "--rate", "50", "--count", "10")
     assert code == 0, stderr
     assert "sent 10 readings from 2 sensors" in stderr
@@ -44,18 +44,18 @@ async def test_simulated_readings_reach_subscribers(make_server: Any) -> None:
         readings = [m["data"] for m in await ws.messages(5)]
         assert all(set(r) == {"sensor", "temperature", "humidity", "ts"} for r in readings)
         assert {r["sensor"] for r in readings} == {name}
-    assert server.sources.dropped == {}
+    assert server.sources.one("udp").dropped == {}
     await hang_up(first, second)
 
 
 async def test_token_is_sent_when_given(make_server: Any) -> None:
     """With --token the listener accepts every reading; without it, the listener drops them as bad_token."""
     server = await make_server(sources=("udp",), udp_port=0, udp_token="t0k")
-    port = str(server.sources.udp_port)
+    port = str(server.sources.one("udp").port)
     assert (await run_tool("--port", port, "--rate", "100", "--count", "4", "--token", "t0k"))[0] == 0
     assert (await run_tool("--port", port, "--rate", "100", "--count", "3"))[0] == 0
-    udp = server.sources.udp
-    await eventually(lambda: udp.published == 4 and server.sources.dropped == {"bad_token": 3})
+    udp = server.sources.one("udp")
+    await eventually(lambda: udp.published == 4 and server.sources.one("udp").dropped == {"bad_token": 3})
 
 
 async def test_duration_bounds_the_run() -> None:

@@ -70,9 +70,9 @@ async def test_demo_runs_once_across_processes_sharing_redis(redis_server: Any, 
         return sorted(s.sources.leases.status()["demo"] for s in (first, second))
 
     await eventually(lambda: roles() == ["active", "standby"])
-    active, standby = (first, second) if first.sources.demo.published else (second, first)
-    assert standby.sources.demo.published == 0
+    active, standby = (first, second) if first.sources.one("demo").published else (second, first)
+    assert standby.sources.one("demo").published == 0
     # A clean stop releases the lease, so the standby takes over without waiting for it to expire.
     await active.sources.stop()
-    await eventually(lambda: standby.sources.demo.published > 0)
+    await eventually(lambda: standby.sources.one("demo").published > 0)
     assert standby.sources.leases.status() == {"demo": "active"}

@@ -18,7 +18,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from app.config import ConfigError
-from app.sources.http_poll import apply_selector, load_pollers, parse_selector
+from app.sources.poll_config import apply_selector, load_pollers, parse_selector
 from tests.helpers import SSE, WS, eventually, http
 from tests.test_sources_demo import hang_up
 
@@ -141,7 +141,7 @@ async def test_poller_publishes_only_changes(upstream: Upstream, make_server: An
     assert [m["data"] for m in await ws.messages(3)] == ["A", "B", "A"]
     assert [m["data"] for m in await sse.messages(3)] == ["A", "B", "A"]
     await ws.no_message()
-    [poller] = server.sources.pollers
+    [poller] = server.sources.of("pollers")
     assert poller.published == 3 and poller.state == "ok"
     await hang_up(ws, sse)
 
@@ -185,7 +185,7 @@ async def test_selector_and_headers(upstream: Upstream, make_server: Any, tmp_pa
 
 
 def _all_published(server: Any) -> bool:
-    return all(p.published == 1 for p in server.sources.pollers)
+    return all(p.published == 1 for p in server.sources.of("pollers"))
 
 
 async def test_failures_back_off_report_status_and_recover(

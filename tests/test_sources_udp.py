@@ -40,7 +40,7 @@ async def test_datagram_reaches_websocket_and_sse(pair: tuple[Any, Any]) -> None
     await ws.subscribe("sensors.greenhouse-1")
     sse = await SSE.connect(f"{server.base}/events?channel=sensors.greenhouse-1")
     before = time.time()
-    send(listener.sources.udp_port, {"sensor": "greenhouse-1", "temperature": 21.4, "humidity": 0.56})
+    send(listener.sources.one("udp").port, {"sensor": "greenhouse-1", "temperature": 21.4, "humidity": 0.56})
     [via_ws] = await ws.messages(1)
     [via_sse] = await sse.messages(1)
     assert via_ws == via_sse
@@ -57,7 +57,7 @@ async def test_channel_rule_and_stripped_fields(make_server: Any) -> None:
     for channel in ("plant.tomato", "sensors.s-2", "sensors"):
         await ws.subscribe(channel)
     send(
-        server.sources.udp_port,
+        server.sources.one("udp").port,
         {"channel": "plant.tomato", "sensor": "s-1", "v": 1},
         {"sensor": "s-2", "v": 2, "token": "not configured, still stripped"},
         {"v": 3},
@@ -77,7 +77,7 @@ async def test_every_bad_datagram_is_dropped_and_counted_while_good_ones_flow(ma
     ws = await WS.connect(server.ws)
     await ws.subscribe("sensors.ok")
     send(
-        server.sources.udp_port,
+        server.sources.one("udp").port,
         {"sensor": "ok", "n": 1},
         b"\xff\xfe{}",  # not UTF-8
         b"{temperature: 21",  # not JSON
@@ -93,15 +93,15 @@ async def test_every_bad_datagram_is_dropped_and_counted_while_good_ones_flow(ma
         {"sensor": "ok", "n": 3},
     )
     assert [m["data"]["n"] for m in await ws.messages(3)] == [1, 2, 3]
-    await eventually(lambda: server.sources.udp.received == 13)
-    assert server.sources.dropped == {
+    await eventually(lambda: server.sources.one("udp").received == 13)
+    assert server.sources.one("udp").dropped == {
         "not_utf8": 1,
         "bad_json": 2,
         "not_object": 2,
         "too_large": 1,
         "bad_channel": 4,
     }
-    assert server.sources.udp.published == 3
+    assert server.sources.one("udp").published == 3
     await ws.no_message()
     await hang_up(ws)
 
@@ -112,7 +112,7 @@ async def test_token_is_required_and_stripped(make_server: Any) -> None:
     ws = await WS.connect(server.ws)
     await ws.subscribe("sensors.t")
     send(
-        server.sources.udp_port,
+        server.sources.one("udp").port,
         {"sensor": "t", "n": 1},
         {"sensor": "t", "n": 2, "token": "wrong"},
         {"sensor": "t", "n": 3, "token": 12345},
@@ -120,7 +120,7 @@ async def test_token_is_required_and_stripped(make_server: Any) -> None:
     )
     [message] = await ws.messages(1)
     assert message["data"]["n"] == 4 and "token" not in message["data"]
-    await eventually(lambda: server.sources.dropped == {"bad_token": 3})
+    await eventually(lambda: server.sources.one("udp").dropped == {"bad_token": 3})
     await hang_up(ws)
 
 
@@ -130,7 +130,7 @@ async def test_garbage_flood_is_logged_once_per_sender(
     """Hundreds of bad datagrams from one sender are all counted but logged once."""
     caplog.set_level(logging.WARNING, logger="windsock.udp")
     server = await make_server(sources=("udp",), udp_port=0)
-    udp = server.sources.udp
+    udp = server.sources.one("udp")
     for batch in range(6):
         # In batches: this test shares the listener's event loop, and the
         # kernel drops what overflows the socket buffer while the loop waits.
@@ -138,7 +138,7 @@ async def test_garbage_flood_is_logged_once_per_sender(
         await eventually(lambda batch=batch: udp.received == 50 * (batch + 1))
     send(udp.port, b"[]", {"sensor": "after"})
     await eventually(lambda: udp.published == 1)
-    assert server.sources.dropped == {"bad_json": 300, "not_object": 1}
+    assert server.sources.one("udp").dropped == {"bad_json": 300, "not_object": 1}
     drops = [r for r in caplog.records if r.name == "windsock.udp" and "dropped" in r.getMessage()]
     assert len(drops) == 1, [r.getMessage() for r in drops]
     assert "127.0.0.1" in drops[0].getMessage()
@@ -147,7 +147,7 @@ async def test_garbage_flood_is_logged_once_per_sender(
 async def test_listener_survives_a_redis_outage(own_redis: Any, make_server: Any) -> None:
     """Readings during an outage are counted as publish errors; the listener goes on once Redis is back."""
     server = await make_server(redis_url=own_redis.url, sources=("udp",), udp_port=0)
-    udp = server.sources.udp
+    udp = server.sources.one("udp")
     ws = await WS.connect(server.ws)
     await ws.subscribe("sensors.r")
     own_redis.stop()
@@ -158,7 +158,7 @@ async def test_listener_survives_a_redis_outage(own_redis: Any, make_server: Any
     send(udp.port, {"sensor": "r", "n": "after"})
     [message] = await ws.messages(1)
     assert message["data"]["n"] == "after"
-    assert udp.published == 1 and server.sources.dropped == {}
+    assert udp.published == 1 and server.sources.one("udp").dropped == {}
     await hang_up(ws)
 
 

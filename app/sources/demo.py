@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app.config import Settings
+from app.hub import Hub
 from app.messages import dumps
-from app.sources import Publisher, unix_time
+from app.sources.base import Publisher, unix_time
 
-__all__ = ["DEMO_SENSORS", "TICKER", "DemoSource", "SensorModel"]
+if TYPE_CHECKING:
+    from app.sources.registry import Sources
+
+__all__ = ["DEMO_SENSORS", "TICKER", "DemoSource", "SensorModel", "start"]
 
 DEMO_SENSORS = ("demo-1", "demo-2", "demo-3")
 TICKER = "demo.ticker"
@@ -85,3 +90,10 @@ class DemoSource:
     async def _send(self, channel: str, data: dict[str, Any]) -> None:
         if await self._publish(channel, dumps(data)) is not None:
             self.published += 1
+
+
+async def start(settings: Settings, hub: Hub, sources: Sources) -> None:
+    """The ``demo`` source: simulated sensors and a ticker at DEMO_RATE."""
+    demo = DemoSource(Publisher(hub, "demo"), settings.demo_rate)
+    sources.add("demo", demo)
+    sources.spawn("demo", demo.run)

@@ -10,186 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.simple_httpclient import HTTPTimeoutError
 
-from app.channels import InvalidChannel, check_channel, is_valid_channel
-from app.config import ConfigError
+from app.config import Settings
 from app.hub import Hub
 from app.messages import dumps
-from app.sources import Publisher, unix_time
+from app.sources.base import Publisher, unix_time
+from app.sources.poll_config import PollerConfig, apply_selector, load_pollers
 
-__all__ = ["PollError", "Poller", "PollerConfig", "apply_selector", "load_pollers", "parse_selector"]
+if TYPE_CHECKING:
+    from app.sources.registry import Sources
+
+__all__ = ["PollError", "Poller", "check", "start"]
 
 log = logging.getLogger("windsock.poller")
-
-Selector = tuple[str | int, ...]
-
-
-# The selector: "current.temperature_2m", "items[0].price", "[-1]".
-
-_STEP = re.compile(r"(\.?)([^.\[\]]+)|\[(-?\d+)\]")
-
-
-def parse_selector(text: str) -> Selector:
-    """Split a selector into keys (str) and list indexes (int); "" selects the whole document.
-
-    Raises:
-        ValueError: the text is not keys joined by dots, each optionally followed by [index].
-    """
-    steps: list[str | int] = []
-    pos = 0
-    while pos < len(text):
-        match = _STEP.match(text, pos)
-        # A key needs a dot before it, except at the start.
-        if match is None or (match.group(2) is not None and bool(match.group(1)) != (pos > 0)):
-            raise ValueError(f"cannot read selector {text!r} at position {pos}")
-        steps.append(match.group(2) if match.group(2) is not None else int(match.group(3)))
-        pos = match.end()
-    return tuple(steps)
-
-
-def apply_selector(document: Any, selector: Selector) -> Any:
-    """The part of ``document`` that ``selector`` names.
-
-    Raises:
-        LookupError: the document has nothing there.
-    """
-    value = document
-    for step in selector:
-        if isinstance(step, int):
-            if not isinstance(value, list) or not -len(value) <= step < len(value):
-                raise LookupError(f"no item [{step}]")
-        elif not isinstance(value, dict) or step not in value:
-            raise LookupError(f"no key {step!r}")
-        value = value[step]
-    return value
-
-
-# The sources file.
-
-_KEYS = {"name", "url", "interval", "channel", "headers", "timeout", "select", "max_backoff", "enabled"}
-_MIN_INTERVAL = 0.05
-
-
-@dataclass(frozen=True)
-class PollerConfig:
-    """One ``[[pollers]]`` table, checked."""
-
-    name: str
-    url: str
-    channel: str
-    interval: float
-    timeout: float = 10.0
-    headers: Mapping[str, str] = field(default_factory=dict)
-    select: str = ""
-    max_backoff: float = 300.0
-
-    @property
-    def selector(self) -> Selector:
-        return parse_selector(self.select)
-
-
-def load_pollers(path: str) -> list[PollerConfig]:
-    """Read the enabled pollers from the TOML sources file at ``path``.
-
-    Raises:
-        ConfigError: the file is missing, not TOML, or a poller is unusable; the message says which.
-    """
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r} is not valid TOML: {exc}") from None
-    unknown = set(document) - {"pollers"}
-    if unknown:
-        raise ConfigError(f"SOURCES_FILE={path!r}: unknown top-level keys {sorted(unknown)}")
-    tables = document.get("pollers", [])
-    if not isinstance(tables, list):
-        raise ConfigError(f"SOURCES_FILE={path!r}: 'pollers' must be [[pollers]] tables")
-    pollers: list[PollerConfig] = []
-    names: set[str] = set()
-    for index, table in enumerate(tables):
-        where = f"SOURCES_FILE={path!r}: poller #{index + 1}"
-        if isinstance(table, dict) and isinstance(table.get("name"), str):
-            where += f" ({table['name']!r})"
-        try:
-            config = _poller(table)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if config is None:
-            continue
-        if config.name in names:
-            raise ConfigError(f"{where}: the name {config.name!r} is used twice")
-        names.add(config.name)
-        pollers.append(config)
-    return pollers
-
-
-def _poller(table: dict[str, Any]) -> PollerConfig | None:
-    """Check one table; None if it is disabled. Raises ValueError naming the bad key."""
-    if not isinstance(table, dict):
-        raise ValueError("must be a [[pollers]] table")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(_KEYS))}")
-    for key in ("name", "url", "channel", "interval"):
-        if key not in table:
-            raise ValueError(f"'{key}' is required")
-    name, url, channel = table["name"], table["url"], table["channel"]
-    if not is_valid_channel(name):
-        raise ValueError(f"name {name!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError(f"url {url!r} must start with http:// or https://")
-    try:
-        check_channel(channel)
-        check_channel(f"{channel}.status")
-    except InvalidChannel as exc:
-        raise ValueError(f"channel {channel!r}: {exc}") from None
-    interval = _seconds(table, "interval", None)
-    if interval < _MIN_INTERVAL:
-        raise ValueError(f"interval must be at least {_MIN_INTERVAL} seconds")
-    headers = table.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise ValueError("headers must be a table of strings, e.g. headers = { Accept = 'application/json' }")
-    select = table.get("select", "")
-    if not isinstance(select, str):
-        raise ValueError("select must be a string such as 'current.temperature_2m'")
-    parse_selector(select)
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValueError("enabled must be true or false")
-    if not enabled:
-        return None
-    return PollerConfig(
-        name=name,
-        url=url,
-        channel=channel,
-        interval=interval,
-        timeout=_seconds(table, "timeout", 10.0),
-        headers=dict(headers),
-        select=select,
-        max_backoff=_seconds(table, "max_backoff", 300.0),
-    )
-
-
-def _seconds(table: dict[str, Any], key: str, default: float | None) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{key} must be a positive number of seconds")
-    return float(value)
-
-
-# Polling.
 
 
 class PollError(Exception):
@@ -349,3 +187,25 @@ class Poller:
             last_success = previous.get("last_success")
             if isinstance(last_success, int | float):
                 self._last_success = float(last_success)
+
+
+def check(settings: Settings) -> None:
+    """Read the sources file now, so a mistake in it stops the program at start.
+
+    Raises:
+        ConfigError: the file is missing or declares something unusable; the message says what.
+    """
+    if settings.sources_file:
+        load_pollers(settings.sources_file)
+
+
+async def start(settings: Settings, hub: Hub, sources: Sources) -> None:
+    """The ``pollers`` source: every ``[[pollers]]`` table of SOURCES_FILE, each on its own interval."""
+    if not settings.sources_file:
+        return
+    for config in load_pollers(settings.sources_file):
+        poller = Poller(
+            config, Publisher(hub, f"poller {config.name}"), hub, max_bytes=settings.max_message_bytes
+        )
+        sources.add("pollers", poller, many=True)
+        sources.spawn(f"poller:{config.name}", poller.run)

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import LockError, RedisError
 
-from app.sources import Job, Throttle, held_back, stop_tasks
+from app.sources.base import Job, Throttle, held_back, stop_tasks
 
 __all__ = ["Leases"]
 

@@ -11,15 +11,20 @@ import asyncio
 import hmac
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from app.channels import InvalidChannel, check_channel
+from app.config import ConfigError, Settings
+from app.hub import Hub
 from app.messages import dumps
-from app.sources import Publisher, Throttle, held_back, stop_tasks, unix_time
+from app.sources.base import Publisher, Throttle, held_back, stop_tasks, unix_time
 
-__all__ = ["BadDatagram", "UdpListener", "parse_datagram"]
+if TYPE_CHECKING:
+    from app.sources.registry import Sources
+
+__all__ = ["BadDatagram", "UdpListener", "parse_datagram", "start"]
 
 log = logging.getLogger("windsock.udp")
 
@@ -150,3 +155,19 @@ class UdpListener(asyncio.DatagramProtocol):
             channel, data = await self._queue.get()
             if await self._publish(channel, data) is not None:
                 self.published += 1
+
+
+async def start(settings: Settings, hub: Hub, sources: Sources) -> None:
+    """The ``udp`` source: listen for sensor datagrams on UDP_HOST:UDP_PORT.
+
+    Raises:
+        ConfigError: the port cannot be bound.
+    """
+    udp = UdpListener(Publisher(hub, "udp"), token=settings.udp_token, max_bytes=settings.udp_max_bytes)
+    try:
+        await udp.start(settings.udp_host, settings.udp_port)
+    except OSError as exc:
+        raise ConfigError(
+            f"UDP_PORT={settings.udp_port}: cannot listen on {settings.udp_host}: {exc.strerror}"
+        ) from None
+    sources.add("udp", udp, stop=udp.stop)
