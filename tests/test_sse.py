@@ -136,3 +136,30 @@ async def test_shutdown_ends_the_stream(make_server: Any) -> None:
     assert await sse.ends()
     await stop
     sse.close()
+
+
+async def test_starting_id_is_where_the_replay_begins(server: Any) -> None:
+    """With history to replay, the starting id is the resume point: a client dropping there misses nothing."""
+    ids = [await publish(server.base, "gap", {"n": n}) for n in range(3)]
+    first = await SSE.connect(f"{server.base}/events?channel=gap&last_event_id=0")
+    assert await first.preamble() == "0"  # not the latest id, which comes after the replay
+    first.close()  # gone before any replayed event arrived
+    again = await SSE.connect(f"{server.base}/events?channel=gap", {"Last-Event-ID": first.last_event_id})
+    assert [m["id"] for m in await again.messages(3)] == ids
+    again.close()
+
+
+async def test_every_cursor_of_a_replay_names_every_channel(server: Any) -> None:
+    """Over several channels, each replayed event's cursor names all of them: a drop mid-replay loses none."""
+    a = [await publish(server.base, "ra", n) for n in range(2)]
+    b = [await publish(server.base, "rb", n) for n in range(2)]
+    url = f"{server.base}/events?channel=ra&channel=rb"
+    first = await SSE.connect(url, {"Last-Event-ID": f"ra={a[0] - 1},rb={b[0] - 1}"})
+    assert await first.preamble() == f"ra={a[0] - 1},rb={b[0] - 1}"
+    event = await first.event()
+    assert event["data"]["id"] == a[0]
+    assert event["id"] == f"ra={a[0]},rb={b[0] - 1}"  # rb is named before its replay starts
+    first.close()  # dropped after one replayed message of four
+    again = await SSE.connect(url, {"Last-Event-ID": event["id"]})
+    assert sorted(m["id"] for m in await again.messages(3)) == sorted([a[1], *b])
+    again.close()

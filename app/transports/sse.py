@@ -45,7 +45,8 @@ class EventsHandler(CoreHandler, Coalescing):
         self.channels: list[str] = []
         self.since: dict[str, int] = {}
         self.positions: dict[str, int] = {}
-        self.held: list[bytes] | None = []
+        # Until the stream starts: replayed and live messages, and reset events.
+        self.held: list[Message | bytes] | None = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         assert isinstance(self.request.connection, HTTP1Connection)
         self.http = self.request.connection
@@ -93,10 +94,18 @@ class EventsHandler(CoreHandler, Coalescing):
         # An event with an id but no data sets EventSource's lastEventId
         # without firing: a client that drops before any message still
         # resumes from here instead of missing what came in between.
+        # The cursor is where the stream starts, on every channel: what was
+        # held is framed only now, so that each event's cursor names every
+        # channel too (a channel a cursor leaves out would resume live).
         self.write(b"id: %s\n\n" % self._cursor().encode())
         held, self.held = self.held or [], None
-        for chunk in held:
-            self.write(chunk)
+        many = len(self.channels) > 1
+        for item in held:
+            if isinstance(item, bytes):
+                self.write(item)
+                continue
+            self.positions[item.channel] = item.id
+            self.write(sse_event(item.envelope, self._cursor()) if many else item.sse_event)
         self.flush()
         # Only now: the headers and the replay above may exceed the queue.
         self.http.stream.max_write_buffer_size = self.config.max_queue_bytes
@@ -110,11 +119,12 @@ class EventsHandler(CoreHandler, Coalescing):
     # The hub's Subscriber interface.
 
     def deliver(self, message: Message) -> None:
+        if self.held is not None:
+            self.held.append(message)
+            return
         self.positions[message.channel] = message.id
         if len(self.channels) > 1:
             self._write(sse_event(message.envelope, self._cursor()))
-        elif self.held is not None:
-            self._write(message.sse_event)
         else:
             # The same bytes for every subscriber, framed once per message.
             self._coalesce(message.sse_chunk if self.http._chunking_output else message.sse_event)
