@@ -153,7 +153,8 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         self._session: WebSocketSession | SseSession | None = None
         self._session_live = False
-        self._closing = False
+        self._closing = False  # the connection loop is to stop
+        self._closed = False  # close() has run
         self._wake = asyncio.Event()
 
     # Life cycle.
@@ -167,15 +168,15 @@ class Client:
 
     def start(self) -> None:
         """Begin connecting in the background (``async with`` and iterating do it too)."""
-        if self._task is None and not self._closing:
+        if self._task is None and not self._closed:
             self._http = httpx.AsyncClient(trust_env=False)
             self._task = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
         """Close the connection cleanly (WebSocket close 1000) and end the iteration."""
-        if self._closing:
+        if self._closed:
             return
-        self._closing = True
+        self._closed = self._closing = True
         self._wake.set()
         session = self._session
         if session is not None:
@@ -305,6 +306,8 @@ class Client:
                 self._set_status("closed", error=error)
                 self._buffer.end(error)
                 self._closing = True
+                if self._http is not None:
+                    await self._http.aclose()
                 return
             delay = backoff_delay(self.attempt, self.min_delay, self.max_delay)
             self.attempt += 1
