@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 
-from app.config import ConfigError, add_arguments, load_settings
+from app.config import ConfigError, add_arguments, check_exposure, load_settings
 from app.ingest import run_ingest
 from app.server import run
 from app.sources import check_sources
@@ -35,14 +35,22 @@ def main(argv: list[str] | None = None) -> int:
         default="serve",
         help="serve: a worker, running SOURCES too (the default); ingest: the sources and /healthz only",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the settings and exit: 0 if this command would start, else 2 and the reason",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         settings = load_settings(flags=args)
         check_sources(settings)
+        check_exposure(settings, serves_api=args.command == "serve")
     except ConfigError as exc:
         print(f"windsock: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        return 0
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s {settings.worker_name} %(levelname)s %(name)s: %(message)s",

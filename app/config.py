@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "check_exposure", "is_loopback", "load_settings"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -66,6 +67,12 @@ class Settings:
 
     # Access.
     publish_key: str = _setting("", "if set, HTTP publishers need 'Authorization: Bearer KEY'")
+    http_bind: str = _setting(
+        "", "address clients reach this worker's HTTP on, where a port mapping binds for it; empty: HOST"
+    )
+    open_publish: bool = _setting(
+        False, "true: allow keyless publishing on a non-loopback HTTP_BIND/HOST or UDP_BIND/UDP_HOST"
+    )
     allowed_origins: tuple[str, ...] = _setting(
         (), "comma list of browser origins allowed for /ws and /events (default: same origin)"
     )
@@ -95,6 +102,9 @@ class Settings:
     udp_host: str = _setting("127.0.0.1", "address of the UDP sensor listener")
     udp_port: int = _setting(9999, "UDP port for sensor datagrams (0: any free port)", lo=0, hi=65535)
     udp_token: str = _setting("", "if set, datagrams must carry this in a 'token' field")
+    udp_bind: str = _setting(
+        "", "address sensors reach the UDP listener on, where a port mapping binds for it; empty: UDP_HOST"
+    )
     sources_file: str = _setting("", "TOML file declaring [[pollers]] (see sources.example.toml)")
     demo_rate: float = _setting(2.0, "messages per second per demo channel", lo=0.01, hi=1000)
     udp_max_bytes: int = _setting(8192, "largest accepted sensor datagram", lo=64, hi=65507)
@@ -119,14 +129,23 @@ def _env_name(name: str) -> str:
     return name.upper()
 
 
+_BOOLS = {"": False, "0": False, "false": False, "no": False, "off": False}
+_BOOLS |= {"1": True, "true": True, "yes": True, "on": True}
+
+
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     """Turn one raw string into the field's type, or raise ConfigError naming the variable."""
     env = _env_name(f.name)
-    kind = type(f.default)
+    kind: type[Any] = type(f.default)
     try:
         value: Any
         if kind is tuple:
             value = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif kind is bool:
+            word = raw.strip().lower()
+            if word not in _BOOLS:
+                raise ConfigError(f"{env}={raw!r} must be true or false")
+            value = _BOOLS[word]
         elif kind is int:
             value = int(raw.strip())
         elif kind is float:
@@ -159,6 +178,53 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"ALLOWED_ORIGINS entry {origin!r} must look like https://host[:port]")
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches: 127.0.0.0/8, ::1 or localhost.
+
+    Anything else counts as reachable from elsewhere: "" and 0.0.0.0 (every
+    interface), a routable address, or a name that may resolve to one.
+    """
+    host = host.strip()
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, *, serves_api: bool) -> None:
+    """Refuse to publish keyless on an address other machines can reach (secure by default).
+
+    A worker (``serves_api``) whose HTTP is reached on a non-loopback address
+    needs PUBLISH_KEY, and a process running the UDP source on one needs
+    UDP_TOKEN, unless OPEN_PUBLISH says an open publish API is wanted. The
+    address is HTTP_BIND (UDP_BIND) when set, as compose sets it to the host
+    address it publishes on, and otherwise the HOST (UDP_HOST) bound.
+
+    Raises:
+        ConfigError: one line naming the address's variable and the missing one.
+    """
+    if settings.open_publish:
+        return
+    checks: list[tuple[str, str, str, str, str, str]] = []
+    if serves_api:
+        checks.append(
+            ("HTTP_BIND", settings.http_bind, "HOST", settings.host, "PUBLISH_KEY", settings.publish_key)
+        )
+    if "udp" in settings.sources:
+        checks.append(
+            ("UDP_BIND", settings.udp_bind, "UDP_HOST", settings.udp_host, "UDP_TOKEN", settings.udp_token)
+        )
+    for bind_name, bind, host_name, host, key_name, key in checks:
+        name, address = (bind_name, bind) if bind.strip() else (host_name, host)
+        if not key and not is_loopback(address):
+            raise ConfigError(
+                f"{name}={address!r} is reachable from other machines and {key_name} is empty, so anyone "
+                f"could publish: set {key_name}, or bind 127.0.0.1, or set OPEN_PUBLISH=true to allow it"
+            )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per setting, each defaulting to 'not given'."""
     for f in _fields():
@@ -174,6 +240,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _show_default(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value) if value != "" else "none"
 
 

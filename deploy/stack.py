@@ -138,8 +138,54 @@ class Stack:
         # children in order (workers first, so clients get 1001 via nginx).
         self.procs[name] = subprocess.Popen(argv, env=env, start_new_session=True)
 
+    def environ(self, redis_url: str) -> dict[str, str]:
+        """The environment of supervisord, and so of the workers and the ingest."""
+        args = self.args
+        return {
+            **os.environ,
+            "WORKERS": str(args.workers),
+            "APP_BASE_PORT": str(args.app_base_port),
+            "PYTHON": sys.executable,
+            "SUPERVISOR_DIR": str(self.dir),
+            "RUN_INGEST": "true" if args.ingest else "false",
+            "INGEST_PORT": str(args.ingest_port),
+            "REDIS_URL": redis_url,
+            "UDP_PORT": str(args.udp_port),
+            "HOST": "127.0.0.1",
+            # nginx binds 127.0.0.1 here whatever a shell exports for compose;
+            # the UDP listener is reached on UDP_HOST itself.
+            "HTTP_BIND": "127.0.0.1",
+            "UDP_BIND": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def preflight(self, env: dict[str, str]) -> None:
+        """Check the settings as the workers and the ingest get them: a refusal is one line, at once.
+
+        Otherwise supervisord would retry the refusing program for seconds
+        before giving up on it.
+        """
+        worker_env = {**env, "SOURCES": "", "PORT": str(self.ports[0])}
+        checks = [("worker", [sys.executable, "-m", "app", "--check"], worker_env)]
+        if self.args.ingest:
+            ingest_env = {**env, "PORT": str(self.args.ingest_port)}
+            checks.append(("ingest", [sys.executable, "-m", "app", "ingest", "--check"], ingest_env))
+        running = [
+            (name, subprocess.Popen(argv, env=e, cwd=ROOT, stderr=subprocess.PIPE, text=True))
+            for name, argv, e in checks
+        ]
+        refusals = []
+        for name, proc in running:
+            _, err = proc.communicate(timeout=60)
+            if proc.returncode != 0:
+                refusals.append(f"the {name} would not start: {err.strip()}")
+        if refusals:
+            raise RuntimeError("; ".join(refusals))
+
     def start(self) -> str:
         args = self.args
+        # The settings are checked before anything starts (the URL's form is all that counts).
+        self.preflight(self.environ(args.redis_url or "redis://127.0.0.1:6379/0"))
         redis_url = args.redis_url
         if not redis_url:
             redis_port = args.redis_port or free_port()
@@ -164,19 +210,7 @@ class Stack:
             )
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
 
-        env = {
-            **os.environ,
-            "WORKERS": str(args.workers),
-            "APP_BASE_PORT": str(args.app_base_port),
-            "PYTHON": sys.executable,
-            "SUPERVISOR_DIR": str(self.dir),
-            "RUN_INGEST": "true" if args.ingest else "false",
-            "INGEST_PORT": str(args.ingest_port),
-            "REDIS_URL": redis_url,
-            "UDP_PORT": str(args.udp_port),
-            "HOST": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = self.environ(redis_url)
         self.spawn(
             "supervisord",
             [

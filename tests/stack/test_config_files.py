@@ -122,8 +122,11 @@ def test_compose_structure() -> None:
     services = _compose()["services"]
     assert set(services) == {"redis", "app", "ingest", "nginx"}
     assert "ports" not in services["redis"] and "ports" not in services["app"]
-    assert services["nginx"]["ports"] == ["${HTTP_BIND:-0.0.0.0}:${HTTP_PORT:-80}:80"]
-    assert all(port.endswith("/udp") for port in services["ingest"]["ports"])
+    # Secure by default: both published ports bind this machine only unless HTTP_BIND/UDP_BIND say otherwise.
+    assert services["nginx"]["ports"] == ["${HTTP_BIND:-127.0.0.1}:${HTTP_PORT:-80}:80"]
+    assert services["ingest"]["ports"] == ["${UDP_BIND:-127.0.0.1}:${UDP_PORT:-9999}:9999/udp"]
+    assert services["app"]["environment"]["HTTP_BIND"] == "${HTTP_BIND:-127.0.0.1}"
+    assert services["ingest"]["environment"]["UDP_BIND"] == "${UDP_BIND:-127.0.0.1}"
     for name in ("app", "ingest"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert services[name]["read_only"] is True
@@ -153,9 +156,10 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
 
 
 def test_dockerfile_runs_supervisord_as_pid_1_and_non_root() -> None:
-    """The app image runs supervisord in exec form, as a non-root user, from an overridable base."""
+    """The app image checks the workers' settings, then execs supervisord as PID 1, as a non-root user."""
     text = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert 'CMD ["supervisord", "-c", "/app/deploy/supervisord.conf"]' in text
+    check = "SOURCES= python -m app --check"
+    assert f'CMD ["sh", "-c", "{check} && exec supervisord -c /app/deploy/supervisord.conf"]' in text
     assert "\nUSER windsock\n" in text
     assert text.count("FROM ${PYTHON_IMAGE}") == 2 and "ARG PYTHON_IMAGE=python:3.12-slim" in text
 
