@@ -318,6 +318,7 @@ def missing_output(expected: list[str], printed: list[str]) -> list[str]:
 
 _NATIVE = "tests/stack/test_readme_journeys.py::"
 _DOCKER = "tests/docker/test_readme_journeys.py::"
+_CLIENT = "tests/client/test_cli.py::test_readme_cli_journey"
 
 JOURNEYS: dict[str, tuple[str, ...]] = {
     "docker compose up": (_DOCKER + "test_docker_compose_up_serves_the_page",),
@@ -367,6 +368,8 @@ JOURNEYS: dict[str, tuple[str, ...]] = {
     "WORKERS=8 make run": (_NATIVE + "test_workers_8_make_run_runs_8_workers",),
     "docker compose up -d --scale app=2": (_DOCKER + "test_scale_up_then_make_scale",),
     "make scale N=3": (_DOCKER + "test_scale_up_then_make_scale",),
+    'python -m app pub notes \'{"text": "hello"}\' --url http://localhost:8080': (_CLIENT,),
+    "python -m app sub notes --url http://localhost:8080 --since 0 --count 1": (_CLIENT,),
 }
 
 # Commands of the manual that no test runs, each with the reason.

@@ -14,7 +14,8 @@ import pytest
 
 from tests.client.helpers import post
 from tests.helpers import UNIT, free_port
-from tests.readme_blocks import ROOT
+from tests.journeys import check, shell_env
+from tests.readme_blocks import ROOT, manual_command
 from tests.stack.conftest import NativeStack
 
 pytestmark = pytest.mark.stack
@@ -155,3 +156,15 @@ def test_unreachable_server_is_a_clear_error(args: list[str]) -> None:
     done = run(*args, "--url", f"http://127.0.0.1:{free_port()}", timeout=60)
     assert_one_line_error(done, 1, "unreachable")
     assert "connection refused" in done.stderr.strip().split("\n")[-1]
+
+
+README_PUB = 'python -m app pub notes \'{"text": "hello"}\' --url http://localhost:8080'
+README_SUB = "python -m app sub notes --url http://localhost:8080 --since 0 --count 1"
+
+
+def test_readme_cli_journey(native_stack: NativeStack) -> None:
+    """The README's pub and sub commands, run by bash as written (port substituted), print what it shows."""
+    values = {"localhost": "127.0.0.1", "8080": str(native_stack.http_port)}
+    env = shell_env()
+    check(manual_command(README_PUB), values, env)
+    check(manual_command(README_SUB), values, env)
