@@ -281,6 +281,8 @@ class Client:
             error: ClientError
             try:
                 token = await self._current_token()
+                if self._is_closing():
+                    return
                 self._session = self._new_session(token)
                 await self._session.run()
                 error = ClientError("closed") if self._closing else ClientError("connection_lost")

@@ -54,6 +54,8 @@ class WebSocketSession:
                 compression=None,
             ) as ws:
                 self._ws = ws
+                if self._stopping:  # stop() came while connecting: leave with a clean close
+                    return
                 await self._serve(ws)
         except InvalidStatus as exc:
             raise from_http_answer(exc.response.status_code, bytes(exc.response.body or b"")) from None

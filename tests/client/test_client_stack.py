@@ -179,7 +179,7 @@ def test_sync_facade_subscribes_and_publishes(native_stack: NativeStack) -> None
     assert caught.value.code == "bad_channel"
 
 
-async def test_next_event_helper_bounds(native_stack: NativeStack) -> None:
+async def test_the_first_event_is_connecting(native_stack: NativeStack) -> None:
     """The first event of a new client is its connecting status."""
     async with Client(native_stack.base, [fresh("first")]) as client:
         event = await next_event(client)
