@@ -7,9 +7,12 @@ picows (Cython WebSocket client) on uvloop, and from every frame it reads
 only the publish timestamp and the phase number, never the whole JSON.
 
 Commands:
-    {"cmd": "connect", "url": U, "kind": "ws"|"sse", "n": N, "concurrency": C}
+    {"cmd": "connect", "url": U, "kind": "ws"|"wsz"|"sse", "n": N, "concurrency": C}
+        wsz: a plain-asyncio WebSocket client that offers permessage-deflate
+        as Chromium does, inflates what it gets, and counts the bytes it
+        reads off the socket (for bytes on the wire per message)
     {"cmd": "pause", "n": N}      stop reading on N clients (slow consumers)
-    {"cmd": "stats", "phase": P}  counts and latency histogram of phase P
+    {"cmd": "stats", "phase": P}  counts and latency histogram of phase P, bytes read by wsz clients
     {"cmd": "close"}              disconnect every client
     {"cmd": "quit"}
 """
@@ -17,11 +20,14 @@ Commands:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 import resource
 import sys
 import time
+import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,12 +97,15 @@ class Clients:
 
     def __init__(self) -> None:
         self.ws: list[Any] = []  # picows WSTransport
+        self.wsz: list[asyncio.Transport] = []
         self.sse: list[asyncio.Transport] = []
         self.open = 0
         self.paused = 0
+        self.wire_bytes = 0  # read by wsz clients after their handshake, frame headers included
+        self.deflated = 0  # wsz clients the server agreed permessage-deflate with
 
     def all_transports(self) -> list[Any]:
-        return [t.underlying_transport for t in self.ws] + list(self.sse)
+        return [t.underlying_transport for t in self.ws] + list(self.wsz) + list(self.sse)
 
 
 CLIENTS = Clients()
@@ -128,6 +137,110 @@ class WsClient(WSListener):  # type: ignore[misc]
 async def connect_ws(url: str) -> None:
     transport, _ = await ws_connect(WsClient, url, websocket_handshake_timeout=30)
     CLIENTS.ws.append(transport)
+
+
+# WebSocket subscribers that offer permessage-deflate (picows does not): plain asyncio.
+
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"  # what Chromium sends
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 section 7.2.2
+
+
+class WszClient(asyncio.Protocol):
+    def __init__(self, request: bytes, ready: asyncio.Future[None]) -> None:
+        self.request = request
+        self.ready = ready
+        self.buf = b""
+        self.upgraded = False
+        self.deflate = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.buf += data
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, data = self.buf[:end].lower(), self.buf[end + 4 :]
+            self.buf = b""
+            if not head.startswith(b"http/1.1 101"):
+                if not self.ready.done():
+                    self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                self.transport.close()
+                return
+            self.upgraded = True
+            self.deflate = b"sec-websocket-extensions: permessage-deflate" in head
+            CLIENTS.open += 1
+            CLIENTS.deflated += self.deflate
+            if not self.ready.done():
+                self.ready.set_result(None)
+        CLIENTS.wire_bytes += len(data)
+        buf = self.buf + data if self.buf else data
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            first, length = buf[pos], buf[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
+            if n - start < length:
+                break
+            payload = buf[start : start + length]
+            pos = start + length
+            opcode = first & 0x0F
+            if opcode in (0x1, 0x2):  # the server sends each message as one final frame
+                if first & 0x40:  # RSV1: deflated, no context kept between messages
+                    payload = zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload + DEFLATE_TAIL)
+                STATS.scan(payload)
+            elif opcode == 0x9:  # ping: a masked pong with the same payload
+                self.transport.write(masked(0x8A, payload))
+            elif opcode == 0x8:
+                self.transport.close()
+                return
+        self.buf = buf[pos:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upgraded:
+            CLIENTS.open -= 1
+            CLIENTS.deflated -= self.deflate
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+
+
+def masked(first: int, payload: bytes) -> bytes:
+    """A client frame: ``first`` (FIN + opcode), a short payload masked with a random key."""
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([first, 0x80 | len(body)]) + key + body
+
+
+async def connect_wsz(url: str) -> None:
+    parts = urlsplit(url)
+    path = parts.path + ("?" + parts.query if parts.query else "")
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: WszClient(request, ready), parts.hostname, parts.port or 80
+    )
+    try:
+        await asyncio.wait_for(ready, 30)
+    except BaseException:
+        transport.close()
+        raise
+    CLIENTS.wsz.append(transport)
 
 
 # SSE subscribers: a plain protocol that de-chunks the response and scans it.
@@ -239,7 +352,7 @@ async def connect_sse(url: str) -> None:
 
 
 async def connect_many(url: str, kind: str, n: int, concurrency: int) -> dict[str, Any]:
-    connect = connect_ws if kind == "ws" else connect_sse
+    connect = {"ws": connect_ws, "wsz": connect_wsz, "sse": connect_sse}[kind]
     gate = asyncio.Semaphore(concurrency)
     errors: list[str] = []
 
@@ -258,6 +371,7 @@ async def connect_many(url: str, kind: str, n: int, concurrency: int) -> dict[st
         "errors": sorted(set(errors))[:3],
         "seconds": time.monotonic() - started,
         "open": CLIENTS.open,
+        "deflated": CLIENTS.deflated,
     }
 
 
@@ -273,8 +387,11 @@ def pause(n: int) -> int:
 async def close_all() -> dict[str, Any]:
     for transport in CLIENTS.ws:
         transport.disconnect()
+    for transport in CLIENTS.wsz:
+        transport.close()
     for sse in CLIENTS.sse:
         sse.close()
+    CLIENTS.wsz.clear()
     CLIENTS.ws.clear()
     CLIENTS.sse.clear()
     CLIENTS.paused = 0
@@ -292,7 +409,9 @@ async def handle(command: dict[str, Any]) -> dict[str, Any]:
     if cmd == "pause":
         return {"paused": pause(command["n"])}
     if cmd == "stats":
-        return {**STATS.report(command["phase"]), "open": CLIENTS.open, "paused": CLIENTS.paused}
+        report = STATS.report(command["phase"])
+        counts = {"open": CLIENTS.open, "paused": CLIENTS.paused, "deflated": CLIENTS.deflated}
+        return {**report, **counts, "bytes": CLIENTS.wire_bytes}
     if cmd == "close":
         return await close_all()
     if cmd == "ping":

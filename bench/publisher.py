@@ -20,6 +20,27 @@ def message(sent_ns: int, phase: int, seq: int) -> bytes:
     return head + b"x" * max(0, MESSAGE_BYTES - len(head) - 2) + b'"}'
 
 
+def sensor_message(sent_ns: int, phase: int, seq: int) -> bytes:
+    """A typical sensor reading as JSON (about 120 bytes), its stamp first; values vary as real ones do."""
+    wobble = (seq * 7919) % 1000 / 1000  # deterministic, different from one message to the next
+    return (
+        b'{"t":%d,"p":%d,"sensor":"greenhouse-%d","temperature":%.2f,"humidity":%.3f,'
+        b'"battery":%.2f,"ts":%.3f}'
+        % (
+            sent_ns,
+            phase,
+            seq % 8 + 1,
+            18 + 6 * wobble,
+            0.4 + 0.3 * wobble,
+            3.6 + 0.2 * wobble,
+            sent_ns / 1e9,
+        )
+    )
+
+
+BODIES = {"filler": message, "sensor": sensor_message}
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection with at most one request in flight."""
 
@@ -79,9 +100,12 @@ class PublishReport:
 
 
 class Publisher:
-    """POSTs ``message(...)`` bodies to ``path`` on ``host:port``."""
+    """POSTs ``message(...)`` bodies (or ``body(...)``: see BODIES) to ``path`` on ``host:port``."""
 
-    def __init__(self, host: str, port: int, path: str, max_connections: int = 64) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, max_connections: int = 64, body: str = "filler"
+    ) -> None:
+        self.body = BODIES[body]
         self.host = host
         self.port = port
         self.path = path
@@ -170,7 +194,7 @@ class Publisher:
                 await asyncio.sleep((due - now) / 1e9)
                 now = time.monotonic_ns()
             self.report.max_late_ms = max(self.report.max_late_ms, (now - due) / 1e6)
-            self.submit(message(due, phase, k))
+            self.submit(self.body(due, phase, k))
         deadline = time.monotonic() + 5
         while self.report.ok + self.report.failed < self.report.sent and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)

@@ -2,6 +2,8 @@
 
 Starts three servers pinned to the server core(s):
   worker  one Windsock worker, embedded mode (in-memory broker), reached directly;
+          for the ws-deflate group, worker-z0, worker-z1, worker-z6 instead: fresh
+          workers with WS_DEFLATE_LEVEL=0, 1, 6 (--deflate-levels);
   stack   the full stack of deploy/stack.py: nginx, supervisord, 2 workers, Redis;
   nchan   nginx with Debian's Nchan module (bench/nchan.conf), one worker;
 and load-generator processes (bench/loadgen.py) pinned to the other core(s).
@@ -9,7 +11,8 @@ For each group of phases it connects the subscribers to each server in turn
 (interleaved, so drift on a shared machine hits all three alike), publishes
 at fixed rates, and measures delivered msgs/s, loss, latency, server CPU per
 delivered message (summed over every server process), memory per
-connection and connect rate. Writes artifacts/bench/: results.jsonl (one
+connection and connect rate; in the ws-deflate group also the WebSocket
+bytes on the wire per message. Writes artifacts/bench/: results.jsonl (one
 JSON object per phase), table.txt, summary.json and bench.png.
 
 Only loopback addresses are used, and every phase is bounded in time.
@@ -39,7 +42,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import BUCKETS, bucket_floor_us
-from publisher import MESSAGE_BYTES, Publisher
+from publisher import MESSAGE_BYTES, Publisher, sensor_message
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -215,10 +218,12 @@ class Target:
     tree: Tree | None = None
     workdir: Path | None = None
     nginx_workers: int = 0
+    deflate_level: int = 0  # WS_DEFLATE_LEVEL of its workers
 
     def url(self, kind: str) -> str:
-        path = self.ws_path if kind == "ws" else self.sse_path
-        scheme = "ws" if kind == "ws" else "http"
+        ws = kind in ("ws", "wsz")
+        path = self.ws_path if ws else self.sse_path
+        scheme = "ws" if ws else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
@@ -252,16 +257,22 @@ def server_env() -> dict[str, str]:
 
 
 def start_worker(
-    pin: list[str], python: str, profile: Path | None = None, root: Path = ROOT, name: str = "worker"
+    pin: list[str],
+    python: str,
+    profile: Path | None = None,
+    root: Path = ROOT,
+    name: str = "worker",
+    deflate_level: int = 0,
 ) -> Target:
     port = free_ports()
     target = Target(
         name,
-        "one Windsock worker, in-memory broker, direct",
+        f"one Windsock worker, in-memory broker, direct, WS_DEFLATE_LEVEL={deflate_level}",
         port,
         f"/ws?channel={CHANNEL}",
         f"/events?channel={CHANNEL}",
         f"/api/channels/{CHANNEL}",
+        deflate_level=deflate_level,
     )
     spy: list[str] = []
     if profile is not None:
@@ -270,7 +281,7 @@ def start_worker(
     target.proc = subprocess.Popen(
         [*pin, *spy, python, "-m", "app", "--port", str(port)],
         cwd=root,
-        env=server_env(),
+        env={**server_env(), "WS_DEFLATE_LEVEL": str(deflate_level)},
         start_new_session=True,
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", 30, target.proc)
@@ -448,6 +459,7 @@ class Group:
     phases: list[Phase]
     step_up: bool = False  # stop at the first phase that fails the saturation criteria
     targets: tuple[str, ...] = ("worker", "base", "stack", "nchan")
+    body: str = "filler"  # what is published: bench/publisher.py BODIES
 
     @property
     def subscribers(self) -> int:
@@ -506,6 +518,11 @@ class Result:
     connect_per_s: float = 0.0
     load_average: float = 0.0
     ok: bool = True
+    # WebSocket bytes read per delivered message (frame headers included, TCP/IP
+    # headers not), measured by wsz clients only; NaN otherwise.
+    wire_bytes_per_msg: float = float("nan")
+    deflate_level: int = 0
+    deflated_clients: int = 0
 
 
 class Bench:
@@ -566,6 +583,11 @@ class Bench:
             log(f"    connect errors: {errors[:3]}")
         return connected, connected / seconds if seconds > 0 else 0.0, mem
 
+    async def wire_bytes(self) -> int:
+        """Bytes the load generators' wsz clients have read so far."""
+        answers = await asyncio.gather(*(lg.call(cmd="stats", phase=0) for lg in self.loadgens))
+        return sum(int(a.get("bytes", 0)) for a in answers)
+
     async def gather_stats(self, phase_id: int) -> tuple[int, dict[int, int], int, int, int]:
         answers = await asyncio.gather(*(lg.call(cmd="stats", phase=phase_id) for lg in self.loadgens))
         count = sum(a["count"] for a in answers)
@@ -585,6 +607,7 @@ class Bench:
         self.phase_ids += 1
         pid = self.phase_ids
         fast = connected - slow
+        bytes0 = await self.wire_bytes() if "wsz" in group.clients else 0
         cpu0 = target.tree.cpu()
         wait0 = target.tree.waited()
         busy0 = core_busy(self.server_cores)
@@ -608,6 +631,7 @@ class Bench:
         t1 = last_change if count < expected else now
         seconds = max(t1 - t0, phase.seconds)
         cpu = diff(target.tree.cpu(), cpu0)
+        wire = (await self.wire_bytes() - bytes0) if "wsz" in group.clients else 0
         waited = target.tree.waited() - wait0
         busy = core_busy(self.server_cores) - busy0
         switches = {k: v - switches0[k] for k, v in target.tree.switches().items()}
@@ -647,6 +671,8 @@ class Bench:
             loadgen_limited=lg_share > LOADGEN_LIMIT,
             seconds=seconds,
             load_average=os.getloadavg()[0],
+            wire_bytes_per_msg=wire / count if wire and count else float("nan"),
+            deflate_level=target.deflate_level,
         )
         result.ok = result.loss == 0 and result.p99_ms < SATURATION_P99_MS and report.failed == 0
         return result
@@ -654,11 +680,16 @@ class Bench:
     async def run_group(self, target: Target, group: Group) -> None:
         log(f"  {target.name}: {group.name}: connecting {group.subscribers} subscribers")
         connected, rate, mem = await self.connect(target, group)
+        deflated = 0
+        if "wsz" in group.clients:
+            answers = await asyncio.gather(*(lg.call(cmd="stats", phase=0) for lg in self.loadgens))
+            deflated = sum(int(a["deflated"]) for a in answers)
+            log(f"    permessage-deflate agreed with {deflated} of {connected} subscribers")
         if mem["fresh"]:
             log(f"    {connected} connected, {rate:.0f}/s; PSS growth KiB/conn {mem['by_kind']}")
         else:
             log(f"    {connected} connected, {rate:.0f}/s")
-        publisher = Publisher("127.0.0.1", target.port, target.pub_path)
+        publisher = Publisher("127.0.0.1", target.port, target.pub_path, body=group.body)
         slow = 0
         try:
             for phase in group.phases:
@@ -677,6 +708,7 @@ class Bench:
                     result = await self.run_phase(target, group, phase, publisher, connected, slow)
                     result.mem = mem
                     result.connect_per_s = rate
+                    result.deflated_clients = deflated
                     if result.connected < connected:
                         break
                     # On a shared machine other load takes the server's core now and
@@ -716,6 +748,11 @@ class Bench:
         )
 
 
+def selected(args: argparse.Namespace) -> list[Group]:
+    """The groups --groups names (all by default), in run order."""
+    return [g for g in groups(args) if not args.groups or g.name in args.groups.split(",")]
+
+
 def groups(args: argparse.Namespace) -> list[Group]:
     d = args.phase_seconds
     step = [Phase(f"step-{r}k", r, args.step_seconds) for r in args.steps]
@@ -736,6 +773,16 @@ def groups(args: argparse.Namespace) -> list[Group]:
         ),
         Group("sse-1k", {"sse": 1000}, [Phase("20k", 20, d), Phase("50k", 50, d)]),
         Group("ws-1k-stepup", {"ws": 1000}, step, step_up=True),
+        # permessage-deflate: clients that offer it (as Chromium does), typical sensor
+        # JSON, one fresh worker per WS_DEFLATE_LEVEL (0: declined, plain frames). These
+        # clients inflate in Python, so the rates stay below the load generator's limit.
+        Group(
+            "ws-deflate",
+            {"wsz": 1000},
+            [Phase("10k", 10, d), Phase("20k", 20, d)],
+            targets=tuple(f"worker-z{level}" for level in args.deflate_levels),
+            body="sensor",
+        ),
     ]
 
 
@@ -752,6 +799,105 @@ def ratio(ours: float, theirs: float) -> str:
     if not theirs or theirs != theirs or ours != ours:
         return "-"
     return f"{ours / theirs:.2f}x"
+
+
+def deflate_table(results: list[Result], markdown: bool = False) -> str:
+    """The ws-deflate group: each WS_DEFLATE_LEVEL next to level 0 (CPU, memory, bytes on the wire)."""
+    rows = [r for r in results if r.group == "ws-deflate"]
+    if not rows:
+        return ""
+    plain = {r.phase: r for r in rows if r.deflate_level == 0}
+    head = [
+        "WS_DEFLATE_LEVEL",
+        "phase",
+        "deflated subs",
+        "delivered/s",
+        "loss",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/delivery",
+        "CPU x level 0",
+        "KiB/conn",
+        "wire B/msg",
+        "wire x level 0",
+    ]
+    body = []
+    for r in rows:
+        ref = plain.get(r.phase)
+        kib = (
+            r.mem.get("per_conn_pss_kib", {}).get("worker", float("nan"))
+            if r.mem.get("fresh")
+            else float("nan")
+        )
+        body.append(
+            [
+                str(r.deflate_level),
+                r.phase,
+                f"{r.deflated_clients}/{r.connected}",
+                f"{r.delivered_per_s:,.0f}",
+                f"{r.loss:.1%}",
+                fmt(r.p50_ms),
+                fmt(r.p99_ms),
+                fmt(r.cpu_us_per_msg, 2),
+                ratio(r.cpu_us_per_msg, ref.cpu_us_per_msg) if ref and r is not ref else "",
+                fmt(kib),
+                fmt(r.wire_bytes_per_msg),
+                ratio(r.wire_bytes_per_msg, ref.wire_bytes_per_msg) if ref and r is not ref else "",
+            ]
+        )
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    note = (
+        "ws-deflate: 1,000 WebSocket subscribers offering permessage-deflate as Chromium does, "
+        "sensor JSON bodies; wire B/msg is what the clients read per message (frame header included, "
+        "TCP/IP not); KiB/conn is the worker's PSS growth per connection on a fresh worker"
+    )
+    return "\n".join([*lines, note])
+
+
+def deflate_costs(levels: list[int], subscribers: int = 1000, n: int = 2000) -> str:
+    """Compression alone, timed in this process on real envelopes of sensor JSON (no server, no noise).
+
+    Windsock deflates each message once, for every subscriber (no context
+    takeover). The usual alternative, a compressor per connection keeping its
+    context, is timed too: it is paid per delivery, compresses better, and
+    holds zlib's state (about 256 KiB at the defaults) per connection.
+    """
+    import zlib
+
+    sys.path.insert(0, str(ROOT))
+    from app.messages import Message, ws_deflated_frame, ws_text_frame
+
+    envelopes = [
+        Message.build("sensors.greenhouse-3", 1763683200000001 + i, sensor_message(10**15 + i * 10**8, 1, i))
+        for i in range(n)
+    ]
+    plain = sum(len(ws_text_frame(m.envelope)) for m in envelopes) / n
+    lines = [
+        f"deflate alone ({n} sensor envelopes, {plain:.0f} B plain frames; {subscribers:,} subscribers):"
+    ]
+    for level in [lv for lv in levels if lv > 0]:
+        started = time.perf_counter()
+        size = sum(len(ws_deflated_frame(m.envelope, level)) for m in envelopes)
+        shared = (time.perf_counter() - started) / n * 1e6
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        started = time.perf_counter()
+        kept = sum(
+            len(compressor.compress(m.envelope) + compressor.flush(zlib.Z_SYNC_FLUSH)) - 4 for m in envelopes
+        )
+        own = (time.perf_counter() - started) / n * 1e6
+        lines.append(
+            f"  level {level}: once per message {shared:.1f} us = {shared / subscribers * 1000:.1f} ns per "
+            f"delivery, {size / n:.0f} B frames; a compressor per connection (context kept): "
+            f"{own:.1f} us per delivery, {kept / n + 2:.0f} B frames"
+        )
+    return "\n".join(lines)
 
 
 def table(results: list[Result]) -> str:
@@ -900,7 +1046,11 @@ def plot(results: list[Result], path: Path, machine: str) -> None:
     ax_tp.legend(fontsize=7)
     ax_tp.set_title("Throughput vs offered load")
     # CPU per delivered message in the fixed-rate phases.
-    fixed = [(g, p) for g, p in dict.fromkeys((r.group, r.phase) for r in results) if "step" not in g]
+    fixed = [
+        (g, p)
+        for g, p in dict.fromkeys((r.group, r.phase) for r in results)
+        if "step" not in g and g != "ws-deflate"
+    ]
     width = 0.27
     for i, target in enumerate(("worker", "stack", "nchan")):
         by = {(r.group, r.phase): r.cpu_us_per_msg for r in results if r.target == target}
@@ -989,6 +1139,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="step-up publish rates (msg/s; x 1,000 subscribers = deliveries/s)",
     )
     p.add_argument("--big", type=int, default=10_000, help="subscribers in the big mixed group")
+    p.add_argument(
+        "--deflate-levels",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0, 1, 6],
+        help="WS_DEFLATE_LEVEL of each worker in the ws-deflate group (0: off)",
+    )
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late deliveries")
     p.add_argument(
         "--retries",
@@ -1032,7 +1188,10 @@ async def amain(args: argparse.Namespace) -> int:
         log(f"bench: descriptor limit {hard} is too low for {args.big} subscribers")
 
     python = sys.executable
-    wanted = args.targets.split(",")
+    # A server is started only if a chosen group runs on it.
+    wanted = [t for t in args.targets.split(",") if any(t in g.targets for g in selected(args))]
+    if "worker" in args.targets.split(",") and any(g.name == "ws-deflate" for g in selected(args)):
+        wanted.append("deflate")
     targets: list[Target] = []
     bench = Bench(args)
     started = time.monotonic()
@@ -1040,6 +1199,9 @@ async def amain(args: argparse.Namespace) -> int:
         if "worker" in wanted:
             profile = bench.out / "profile-worker.txt" if args.profile else None
             targets.append(start_worker(pin, python, profile))
+        if "deflate" in wanted:
+            for level in args.deflate_levels:
+                targets.append(start_worker(pin, python, name=f"worker-z{level}", deflate_level=level))
         if args.base:
             # A/B: the same worker from another checkout (e.g. before an optimisation).
             targets.append(start_worker(pin, python, root=Path(args.base), name="base"))
@@ -1088,12 +1250,25 @@ async def amain(args: argparse.Namespace) -> int:
         f"busy time not spent in the server's processes (other load; high: that phase is disturbed)"
     )
     goals = "\n".join(target_lines(bench.results))
+    deflate = deflate_table(bench.results)
+    if deflate:
+        deflate += "\n" + deflate_costs(args.deflate_levels)
     print(text)
+    if deflate:
+        print(deflate)
     print(sat_line)
     print(goals)
     print(footer)
-    (bench.out / "table.txt").write_text(f"{text}\n{sat_line}\n{goals}\n{footer}\n")
-    (bench.out / "table.md").write_text(f"{markdown(bench.results)}\n\n{sat_line}\n\n{goals}\n\n{footer}\n")
+    extra = f"{deflate}\n" if deflate else ""
+    (bench.out / "table.txt").write_text(f"{text}\n{extra}{sat_line}\n{goals}\n{footer}\n")
+    deflate_md = (
+        f"{deflate_table(bench.results, markdown=True)}\n\n{deflate_costs(args.deflate_levels)}\n\n"
+        if deflate
+        else ""
+    )
+    (bench.out / "table.md").write_text(
+        f"{markdown(bench.results)}\n\n{deflate_md}{sat_line}\n\n{goals}\n\n{footer}\n"
+    )
     (bench.out / "summary.json").write_text(
         json.dumps(
             {
