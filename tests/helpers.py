@@ -403,19 +403,7 @@ class RawWS:
         declared: int | None = None,
     ) -> None:
         """Send any frame, including ones that break RFC 6455 on purpose."""
-        n = len(payload) if declared is None else declared
-        head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-        mask_bit = 0x80 if masked else 0
-        if n < 126:
-            head += bytes([mask_bit | n])
-        elif n <= 0xFFFF:
-            head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
-        else:
-            head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
-        if masked:
-            mask = b"\x01\x02\x03\x04"
-            payload = mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(head + payload)
+        self.sock.sendall(client_frame(opcode, payload, fin=fin, masked=masked, rsv=rsv, declared=declared))
 
     def frames(self, timeout: float = WAIT) -> list[tuple[int, bytes]]:
         """Read frames until the server closes (or the time is up)."""
@@ -482,6 +470,31 @@ class RawWS:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def client_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    masked: bool = True,
+    rsv: int = 0,
+    declared: int | None = None,
+) -> bytes:
+    """One client frame as bytes, any bit of it as told; ``declared`` may give a length that lies."""
+    n = len(payload) if declared is None else declared
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    mask_bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([mask_bit | n])
+    elif n <= 0xFFFF:
+        head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def _frame_size(data: bytes) -> int:

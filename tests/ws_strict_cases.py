@@ -8,10 +8,9 @@ sending, and must still read the server's close frame, never a TCP reset.
 from __future__ import annotations
 
 import json
-import os
 import time
 
-from tests.helpers import WAIT, RawWS, parse_frames
+from tests.helpers import WAIT, RawWS, client_frame, parse_frames
 from tests.hostile_cases import Target
 
 # The codes a peer may not send (RFC 6455 section 7.4; 1012-1014 are IANA-registered since).
@@ -21,19 +20,7 @@ VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
     """One client frame as bytes, so that many can go out in one send."""
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head += bytes([mask_bit | n])
-    elif n <= 0xFFFF:
-        head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return client_frame(opcode, payload, fin=fin, masked=masked, rsv=rsv)
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
