@@ -161,10 +161,11 @@ async def test_redis_restarted_empty_is_a_reset_the_caller_sees(redis_and_stack:
             got, _ = await collect(client, 1)
             assert (got[0].id, got[0].data) == (new, "after")
         # A client resuming from before the restart is told too, and gets what is kept now.
-        async with Client(stack.base, [channel], since=before) as late:
-            got, events = await collect(late, 1)
-            assert [r.channel for r in resets(events)] == [channel]
-            assert got[0].id == new
+        for transport in ("websocket", "sse"):
+            async with Client(stack.base, [channel], since=before, transport=transport) as late:
+                got, events = await collect(late, 1)
+                assert [r.channel for r in resets(events)] == [channel], transport
+                assert got[0].id == new
     finally:
         for client in clients:
             await client.close()
