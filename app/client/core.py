@@ -247,6 +247,8 @@ class Client:
         """
         within = self.request_timeout
         [channel] = check_channels([channel])
+        if self._closed:
+            raise ClientError("closed")
         if self.publish_key is not None or self.transport == "sse":
             self.start()
             assert self._http is not None
@@ -291,6 +293,8 @@ class Client:
                 continue
             except ClientError as exc:
                 error = exc
+            except Exception as exc:  # a failure no transport foresaw: report it, and try again
+                error = ClientError("connection_lost", f"{type(exc).__name__}: {exc}")
             finally:
                 self._session = None
             if self._is_closing():

@@ -169,15 +169,19 @@ class WebSocketSession:
 
     # Calls from the core, while the connection is open.
 
+    # A frame lost with the connection is no loss: the next connection subscribes from the positions.
+
     async def subscribe(self, channel: str, since: int | None) -> None:
         if self.opened.is_set():
             self._awaiting.add(channel)
-            await self._send(_subscribe_frame(channel, since))
+            with contextlib.suppress(ConnectionClosed, ClientError):
+                await self._send(_subscribe_frame(channel, since))
 
     async def unsubscribe(self, channel: str) -> None:
         self._awaiting.discard(channel)
         if self.opened.is_set():
-            await self._send({"type": "unsubscribe", "channel": channel})
+            with contextlib.suppress(ConnectionClosed, ClientError):
+                await self._send({"type": "unsubscribe", "channel": channel})
 
     async def publish(self, channel: str, data: Any, within: float) -> int:
         """Publish over this connection; the message's id, or ClientError with the server's code."""
