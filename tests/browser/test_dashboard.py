@@ -189,6 +189,35 @@ async def test_worker_killed_page_reconnects_through_nginx_without_loss_or_repea
     assert tab.page_errors == []
 
 
+async def test_chromium_agrees_permessage_deflate_through_nginx(
+    fresh_stack: Callable[..., NativeStack], browser: Any
+) -> None:
+    """With WS_DEFLATE_LEVEL set, Chromium's offer is agreed through nginx, and the page chats compressed."""
+    stack = fresh_stack(workers=2, WS_DEFLATE_LEVEL="1")
+    context = await browser.new_context()
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    handshakes: list[dict[str, str]] = []
+    cdp.on(
+        "Network.webSocketHandshakeResponseReceived",
+        lambda event: handshakes.append(event["response"]["headers"]),
+    )
+    tab = Tab(page)
+    await page.goto(f"{stack.base}/?transport=websocket")
+    await tab.wait_state("live")
+    [headers] = handshakes
+    agreed = {k.lower(): v for k, v in headers.items()}["sec-websocket-extensions"]
+    assert agreed == "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    await page.fill("#chat-name", "zip")
+    await page.fill("#chat-text", "squeezed " * 20)  # long enough that Chromium compresses it
+    await page.press("#chat-text", "Enter")
+    await tab.wait_text("#chat-log", "zip squeezed squeezed")
+    await publish(stack.base, "chat.lobby", {"name": "curl", "text": "deflated once for all"})
+    await tab.wait_text("#chat-log", "deflated once for all")
+    tab.assert_clean()
+
+
 async def _any_starts(texts: Any, prefix: str) -> bool:
     return any(t.startswith(prefix) for t in await texts)
 
