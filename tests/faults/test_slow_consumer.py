@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WS, Process, RawWS, free_port, http, http_status, parse_frames, wait_until
+from tests.helpers import UNIT, WS, Process, RawWS, free_port, http, http_status, parse_frames, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -113,7 +113,11 @@ async def test_slow_consumer_among_1000_fast(worker: tuple[str, int, Process]) -
     assert closes and int.from_bytes(closes[0][:2], "big") == 1013 and b"slow consumer" in closes[0]
     assert len(latencies[1]) >= FAST * 20, "fast clients stopped receiving"
     # A generous bound: fan-out blocked behind the slow client would stall
-    # the fast ones for seconds. These latencies include this test process
-    # parsing 1,000 frames per tick; the fine figure is `make bench`'s job.
-    assert slow_p99 < 1000
+    # the fast ones until it is dropped, and they would fall short of the
+    # count above. These latencies are this test process's own, parsing
+    # 1,000 frames per tick on a shared core: on a quiet 2-core machine its
+    # p99 with the slow client came out anywhere from 263 to 1,651 ms, with
+    # the code of before and after issue 12 alike, so the bound is 3 s.
+    # The fine figure is `make bench`'s job (the 1%-slow-clients phase).
+    assert slow_p99 < 3000 * UNIT
     assert rss_after - rss_before < 64 * 1024, "worker memory grew without bound"
