@@ -18,12 +18,18 @@ __all__ = ["ChannelHandler"]
 _TRUE = {"1", "true", "yes"}
 
 
+# Over-size bodies up to this are read (and dropped) before the 413; it is
+# nginx's client_max_body_size, so nothing nginx passes on is refused unread.
+_DRAIN_LIMIT = 1024 * 1024
+
+
 @tornado.web.stream_request_body
 class ChannelHandler(CoreHandler):
     """POST publishes the JSON body as ``data``; GET answers the latest message and counts."""
 
     def setup(self) -> None:
         self.body = bytearray()
+        self.too_large = False
         self.counted = False
 
     def prepare(self) -> None:
@@ -41,11 +47,16 @@ class ChannelHandler(CoreHandler):
         self._authorize()
         limit = self.config.max_message_bytes
         declared = self.request.headers.get("Content-Length", "0")
-        # Refuse by the header before reading, so an over-size body is never buffered.
-        if declared.isdigit() and int(declared) > limit:
-            raise WindsockError("too_large", f"body is larger than {limit} bytes")
         assert self.request.connection is not None
-        self.request.connection.set_max_body_size(limit + 1)  # type: ignore[attr-defined]
+        drain = max(_DRAIN_LIMIT, limit + 1)
+        if declared.isdigit() and int(declared) > drain:
+            raise WindsockError("too_large", f"body is larger than {limit} bytes")
+        # An over-size body up to the drain limit is read and dropped, never
+        # buffered, and refused once read (in post). Refused unread, the
+        # connection is closed under a proxy still sending the body: nginx
+        # then answers 502 no_worker (retry!) instead of this 413.
+        self.request.connection.set_max_body_size(drain)  # type: ignore[attr-defined]
+        self.too_large = declared.isdigit() and int(declared) > limit
         self.connections.begin_request()
         self.counted = True
 
@@ -82,11 +93,16 @@ class ChannelHandler(CoreHandler):
             self.connections.end_request()
 
     def data_received(self, chunk: bytes) -> None:
+        if self.too_large:
+            return  # drained, not kept
         self.body += chunk
         if len(self.body) > self.config.max_message_bytes:
-            raise WindsockError("too_large", f"body is larger than {self.config.max_message_bytes} bytes")
+            self.too_large = True
+            self.body = bytearray()
 
     async def post(self, name: str) -> None:
+        if self.too_large:
+            raise WindsockError("too_large", f"body is larger than {self.config.max_message_bytes} bytes")
         try:
             data = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:

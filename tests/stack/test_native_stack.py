@@ -87,6 +87,20 @@ async def test_origin_behind_a_tls_proxy_through_nginx(native_stack: Any) -> Non
     assert refused.value.code == 403
 
 
+async def test_oversize_publish_through_nginx_is_always_413(native_stack: Any) -> None:
+    """A body over MAX_MESSAGE_BYTES gets 413 too_large through nginx every time, never a 502 to retry."""
+    big = "x" * 70_000  # MAX_MESSAGE_BYTES is 65536; nginx's own limit is 1 MiB
+    answers = [
+        (status, body and body["code"])
+        for status, body, _ in [
+            await http("POST", f"{native_stack.base}/api/channels/oversize", big) for _ in range(30)
+        ]
+    ]
+    assert answers == [(413, "too_large")] * 30
+    status, state = get_json(f"{native_stack.base}/api/channels/oversize")
+    assert status == 200 and state["history"] == 0  # nothing was published
+
+
 async def test_publish_reaches_subscribers_on_every_worker(native_stack: Any) -> None:
     """One HTTP publish reaches WebSocket and SSE subscribers that nginx placed on every worker."""
     sockets, streams = await _cover_all_workers(native_stack, "fanout")
