@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +17,16 @@ import pytest
 from app.config import Settings, load_settings
 from app.server import Server
 from tests.helpers import OPEN_SOCKETS, Process, eventually, free_port, need_binary, wait_until
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests press Ctrl-C on subprocesses (the CLI, the README's curl and
+    # make commands). A shell without job control starts a background job
+    # with SIGINT ignored, and an ignored signal stays ignored across exec:
+    # run that way (a CI runner's `make test &`), every child would shrug
+    # Ctrl-C off. A handler, unlike SIG_IGN, is reset to the default on exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class RedisServer:
