@@ -95,7 +95,9 @@ def make_run(command: Command, workers: int) -> MadeRun:
     running = start(command, values, env)
     run = MadeRun(running, values, http_port, [base + i for i in range(workers)], ingest_port, udp_port)
     try:
-        running.expect(expected(command, values), timeout=120)
+        # Under pytest-timeout's 120 s, so a stack that never comes up fails
+        # with what it printed rather than a bare timeout.
+        running.expect(expected(command, values), timeout=90)
         running.until(lambda: any("unix://" in line for line in running.out), "the supervisor socket line")
     except BaseException:
         running.stop()
