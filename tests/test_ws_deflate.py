@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.messages import Message, deflate_message
-from app.transports.websocket import DEFLATE_RESPONSE, deflate_acceptable
+from app.transports.ws_frames import DEFLATE_RESPONSE, deflate_acceptable
 from tests.helpers import RawWS, eventually, parse_frames, publish
 from tests.ws_strict_cases import frame, read_close
 

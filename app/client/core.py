@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import httpx
 
 from app.client.backoff import backoff_delay
+from app.client.buffer import EventBuffer
 from app.client.errors import ClientError
 from app.client.frames import (
     Event,
@@ -34,6 +33,7 @@ from app.client.frames import (
 )
 from app.client.httpapi import http_publish
 from app.client.positions import Positions
+from app.client.retry import Token, current_token, is_fatal
 from app.client.session import Reopen
 from app.client.sse import SseSession
 from app.client.websocket import WebSocketSession
@@ -41,73 +41,6 @@ from app.client.websocket import WebSocketSession
 __all__ = ["DEFAULT_URL", "Client", "Token"]
 
 DEFAULT_URL = "http://127.0.0.1:8888"
-
-Token = str | Callable[[], str | Awaitable[str | None] | None] | None
-
-# Errors that another attempt cannot mend: the client stops and raises them.
-_FATAL = {
-    "bad_channel",
-    "bad_since",
-    "bad_json",
-    "bad_message",
-    "unknown_type",
-    "too_many_channels",
-    "not_found",
-    "method_not_allowed",
-    "bad_answer",
-}
-# Refusals a fresh token may mend: fatal only with a token that never changes.
-_AUTH = {"unauthorized", "forbidden"}
-
-
-class _Buffer:
-    """Events for the caller, in order; a full buffer makes the connection wait (and the server see it)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._items: deque[Event] = deque()
-        self._capacity = capacity
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._end: BaseException | None = None
-        self._ended = False
-
-    async def put(self, item: Event) -> None:
-        while len(self._items) >= self._capacity and not self._ended:
-            self._writable.clear()
-            await self._writable.wait()
-        self.put_nowait(item)
-
-    def put_nowait(self, item: Event) -> None:
-        if not self._ended:
-            self._items.append(item)
-            self._readable.set()
-
-    async def get(self) -> Event:
-        while not self._items:
-            if self._ended:
-                if isinstance(self._end, BaseException):
-                    raise self._end
-                raise StopAsyncIteration
-            self._readable.clear()
-            await self._readable.wait()
-        item = self._items.popleft()
-        if len(self._items) < self._capacity:
-            self._writable.set()
-        return item
-
-    def purge(self, channel: str) -> None:
-        """Drop the queued messages of one channel."""
-        self._items = deque(e for e in self._items if not (isinstance(e, Message) and e.channel == channel))
-        self._writable.set()
-
-    def end(self, error: BaseException | None = None, drop: bool = False) -> None:
-        """No more events: the queued ones still come (unless ``drop``), then ``error`` or the end."""
-        if drop:
-            self._items.clear()
-        self._ended, self._end = True, error
-        self._readable.set()
-        self._writable.set()
 
 
 class Client:
@@ -148,7 +81,7 @@ class Client:
         self.request_timeout = request_timeout
         self.status: StatusName = "connecting"
         self.attempt = 0
-        self._buffer = _Buffer(max_queue)
+        self._buffer = EventBuffer(max_queue)
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._session: WebSocketSession | SseSession | None = None
@@ -282,7 +215,7 @@ class Client:
             self._session_live = False
             error: ClientError
             try:
-                token = await self._current_token()
+                token = await current_token(self.token)
                 if self._is_closing():
                     return
                 self._session = self._new_session(token)
@@ -306,7 +239,7 @@ class Client:
                     # stream without fuss. Only a replacement that fails counts.
                     quiet = True
                     continue
-            if self._is_fatal(error) or (
+            if is_fatal(error, token_renews=callable(self.token)) or (
                 self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
             ):
                 self._set_status("closed", error=error)
@@ -327,24 +260,8 @@ class Client:
         assert self._http is not None
         return SseSession(self._http, self.url, token, self, self.heartbeat, self.connect_timeout)
 
-    async def _current_token(self) -> str | None:
-        if not callable(self.token):
-            return self.token
-        try:
-            value = self.token()
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception as exc:
-            raise ClientError("token_error", f"the token callable failed: {exc!r}") from None
-        return value or None
-
     def _is_closing(self) -> bool:
         return self._closing  # a method: mypy would take the flag as still False after the awaits
-
-    def _is_fatal(self, error: ClientError) -> bool:
-        if error.code in _AUTH:
-            return not callable(self.token)
-        return error.code in _FATAL
 
     def _set_status(
         self, status: StatusName, retry_in: float = 0.0, error: ClientError | None = None

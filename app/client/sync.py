@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import httpx
 
-from app.client.core import DEFAULT_URL, Client, Token
+from app.client.core import DEFAULT_URL, Client
 from app.client.frames import Event, Since, check_channels, normalize_url
 from app.client.httpapi import check_answer, publish_request, transport_error
+from app.client.retry import Token
 
 __all__ = ["publish", "publish_answer", "subscribe"]
 

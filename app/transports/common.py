@@ -14,6 +14,7 @@ from tornado.ioloop import PeriodicCallback
 from app.channels import InvalidChannel, check_channel
 from app.errors import ERRORS, WindsockError
 from app.transports.stream import WriteTurns
+from app.transports.tornado_compat import status_reason
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -76,7 +77,7 @@ class JsonErrors(tornado.web.RequestHandler):
             body = exc.as_dict()
         else:
             code = _CODE_BY_STATUS.get(status_code, "internal_error")
-            body = {"type": "error", "code": code, "message": self._reason}
+            body = {"type": "error", "code": code, "message": status_reason(self)}
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(body)

@@ -12,6 +12,7 @@ from app.channels import InvalidChannel, check_channel
 from app.errors import WindsockError
 from app.messages import dumps
 from app.transports.common import CoreHandler, token_from
+from app.transports.tornado_compat import set_max_body_size
 
 __all__ = ["ChannelHandler"]
 
@@ -55,7 +56,7 @@ class ChannelHandler(CoreHandler):
         # buffered, and refused once read (in post). Refused unread, the
         # connection is closed under a proxy still sending the body: nginx
         # then answers 502 no_worker (retry!) instead of this 413.
-        self.request.connection.set_max_body_size(drain)  # type: ignore[attr-defined]
+        set_max_body_size(self.request.connection, drain)
         self.too_large = declared.isdigit() and int(declared) > limit
         self.connections.begin_request()
         self.counted = True

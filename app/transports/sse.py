@@ -27,6 +27,7 @@ from app.messages import (
 )
 from app.transports.common import CoreHandler, token_from
 from app.transports.stream import Coalescing, release_response, write_now
+from app.transports.tornado_compat import chunked_output
 
 __all__ = ["EventsHandler"]
 
@@ -50,6 +51,7 @@ class EventsHandler(CoreHandler, Coalescing):
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         assert isinstance(self.request.connection, HTTP1Connection)
         self.http = self.request.connection
+        self.chunked = False
 
     async def get(self) -> None:
         channels = self.stream_channels()
@@ -107,6 +109,8 @@ class EventsHandler(CoreHandler, Coalescing):
             self.positions[item.channel] = item.id
             self.write(sse_event(item.envelope, self._cursor()) if many else item.sse_event)
         self.flush()
+        # Known once the headers are written: HTTP/1.1 chunks, or (HTTP/1.0) none.
+        self.chunked = chunked_output(self.http)
         # Only now: the headers and the replay above may exceed the queue.
         self.http.stream.max_write_buffer_size = self.config.max_queue_bytes
         release_response(self)
@@ -127,7 +131,7 @@ class EventsHandler(CoreHandler, Coalescing):
             self._write(sse_event(message.envelope, self._cursor()))
         else:
             # The same bytes for every subscriber, framed once per message.
-            self._coalesce(message.sse_chunk if self.http._chunking_output else message.sse_event)
+            self._coalesce(message.sse_chunk if self.chunked else message.sse_event)
 
     def subscribed(self, channel: str, seq: int, lost: bool) -> None:
         since = self.since.get(channel)
@@ -146,7 +150,7 @@ class EventsHandler(CoreHandler, Coalescing):
         if self.held is not None:
             self.held.append(chunk)
             return
-        self._coalesce(http_chunk(chunk) if self.http._chunking_output else chunk)
+        self._coalesce(http_chunk(chunk) if self.chunked else chunk)
 
     def _emit(self, data: bytes) -> None:
         """Write ``data``, already framed for the connection, once the stream has started."""

@@ -7,7 +7,8 @@ per subscriber, so that overhead was most of the server's CPU per delivered
 message. ``write_now`` sends straight to the socket when nothing is queued
 ahead, which is the common case, and hands anything the kernel did not take
 (and every error) to ``IOStream.write``, which queues it behind, enforces
-``max_write_buffer_size`` and closes the stream on errors as before.
+``max_write_buffer_size`` and closes the stream on errors as before. (It
+reads Tornado's private counters, so it lives in app.transports.tornado_compat.)
 
 Under load, several messages reach the hub in one turn of the event loop
 (a burst of publishes, or several Redis messages read at once). ``Coalescing``
@@ -22,44 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream
 from tornado.web import RequestHandler
+
+from app.transports.tornado_compat import drop_response_state, write_now
 
 __all__ = ["Coalescing", "WriteTurns", "release_response", "write_now"]
 
 log = logging.getLogger("windsock.stream")
-
-
-def write_now(stream: IOStream, data: bytes) -> None:
-    """Write ``data`` to ``stream``, in order after anything already queued.
-
-    Raises:
-        StreamBufferFullError: queueing the rest would exceed the stream's limit.
-        StreamClosedError: the stream is closed.
-    """
-    # Only a plain socket stream with nothing queued: SSL streams, and bytes
-    # waiting in Tornado's buffer, must go through IOStream.write. (Nothing
-    # is queued when all bytes Tornado took were sent: the counters agree;
-    # two attribute reads, where len(_write_buffer) is a Python call.)
-    sock = stream.socket
-    if (
-        stream._total_write_index == stream._total_write_done_index
-        and sock is not None
-        and type(stream) is IOStream
-    ):
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # IOStream.write meets the same error and closes the stream its way.
-            sent = 0
-        if sent == len(data):
-            return
-        if sent:
-            data = data[sent:]
-    stream.write(data)
 
 
 def release_response(handler: RequestHandler) -> None:
@@ -67,11 +37,10 @@ def release_response(handler: RequestHandler) -> None:
 
     The response headers were sent (SSE) or answered by the 101 of the
     upgrade (WebSocket), and the ``ui`` namespace only serves templates;
-    Tornado drops it too, but only when the request ends (``_break_cycles``),
-    which for a stream is hours later. About 1.3 KiB per connection.
+    Tornado drops them too, but only when the request ends, which for a
+    stream is hours later. About 1.3 KiB per connection.
     """
-    handler._headers = HTTPHeaders()
-    handler.ui = None  # type: ignore[assignment]
+    drop_response_state(handler)
 
 
 class WriteTurns:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from app.transports.websocket import DEFLATE_RESPONSE
+from app.transports.ws_frames import DEFLATE_RESPONSE
 from tests.helpers import publish
 from tests.hostile_cases import Target
 from tests.stack.conftest import NativeStack, start_stack
