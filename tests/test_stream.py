@@ -8,7 +8,8 @@ import socket
 import pytest
 from tornado.iostream import IOStream, StreamClosedError
 
-from app.transports.stream import Coalescing, WriteTurns, write_now
+from app.transports.stream import Coalescing, WriteTurns
+from app.transports.tornado_compat import write_now
 
 
 class Conn(Coalescing):

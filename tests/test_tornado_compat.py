@@ -44,11 +44,21 @@ def tornado_modules() -> list[ModuleType]:
     return found
 
 
-def self_attributes(cls: type) -> set[str]:
-    """The private attributes ``cls``'s own source reads or sets on ``self`` or ``cls``."""
+@cache
+def class_tree(cls: type) -> ast.ClassDef | None:
+    """The parsed source of ``cls`` (None where it has none: a builtin, a C type)."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):
+        return None
+    node = tree.body[0]
+    return node if isinstance(node, ast.ClassDef) else None
+
+
+def self_attributes(cls: type) -> set[str]:
+    """The private attributes ``cls``'s own source reads or sets on ``self`` or ``cls``."""
+    tree = class_tree(cls)
+    if tree is None:
         return set()
     return {
         node.attr
@@ -66,12 +76,11 @@ def class_body_names(cls: type) -> set[str]:
     From the source, not ``vars(cls)``: a Tornado decorator's attribute
     (``stream_request_body``) or the ``abc`` module's is not the class's doing.
     """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
+    tree = class_tree(cls)
+    if tree is None:
         return set()
     names = set()
-    for node in tree.body[0].body:  # type: ignore[attr-defined]
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             names.add(node.name)
         elif isinstance(node, ast.Assign):

@@ -26,8 +26,8 @@ from app.messages import (
     sse_event,
 )
 from app.transports.common import CoreHandler, token_from
-from app.transports.stream import Coalescing, release_response, write_now
-from app.transports.tornado_compat import chunked_output
+from app.transports.stream import Coalescing
+from app.transports.tornado_compat import chunked_output, release_response, write_now
 
 __all__ = ["EventsHandler"]
 

@@ -7,8 +7,8 @@ per subscriber, so that overhead was most of the server's CPU per delivered
 message. ``write_now`` sends straight to the socket when nothing is queued
 ahead, which is the common case, and hands anything the kernel did not take
 (and every error) to ``IOStream.write``, which queues it behind, enforces
-``max_write_buffer_size`` and closes the stream on errors as before. (It
-reads Tornado's private counters, so it lives in app.transports.tornado_compat.)
+``max_write_buffer_size`` and closes the stream on errors as before. It reads
+Tornado's private counters, so it lives in app.transports.tornado_compat.
 
 Under load, several messages reach the hub in one turn of the event loop
 (a burst of publishes, or several Redis messages read at once). ``Coalescing``
@@ -23,24 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tornado.web import RequestHandler
-
-from app.transports.tornado_compat import drop_response_state, write_now
-
-__all__ = ["Coalescing", "WriteTurns", "release_response", "write_now"]
+__all__ = ["Coalescing", "WriteTurns"]
 
 log = logging.getLogger("windsock.stream")
-
-
-def release_response(handler: RequestHandler) -> None:
-    """Drop what ``handler`` keeps only to build a response, once its response is a stream.
-
-    The response headers were sent (SSE) or answered by the 101 of the
-    upgrade (WebSocket), and the ``ui`` namespace only serves templates;
-    Tornado drops them too, but only when the request ends, which for a
-    stream is hours later. About 1.3 KiB per connection.
-    """
-    drop_response_state(handler)
 
 
 class WriteTurns:

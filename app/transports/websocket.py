@@ -17,8 +17,8 @@ from app.errors import WindsockError
 from app.limits import TokenBucket
 from app.messages import ClientFrame, Message, dumps, encode_reset, parse_client_frame, ws_text_frame
 from app.transports.common import CoreHandler, token_from
-from app.transports.stream import Coalescing, release_response, write_now
-from app.transports.tornado_compat import protocol_params
+from app.transports.stream import Coalescing
+from app.transports.tornado_compat import protocol_params, release_response, write_now
 from app.transports.ws_frames import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
 from app.transports.ws_protocol import StrictProtocol
 
