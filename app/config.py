@@ -170,9 +170,6 @@ def _check(settings: Settings) -> None:
     scheme = settings.broker_url.split("://", 1)[0]
     if scheme not in {"memory", "redis", "rediss", "unix"}:
         raise ConfigError(f"REDIS_URL={settings.redis_url!r} must start with redis:// or rediss://")
-    unknown = set(settings.sources) - {"udp", "demo", "pollers"}
-    if unknown:
-        raise ConfigError(f"SOURCES has unknown entries {sorted(unknown)}; use udp, demo, pollers")
     for origin in settings.allowed_origins:
         if "://" not in origin:
             raise ConfigError(f"ALLOWED_ORIGINS entry {origin!r} must look like https://host[:port]")

@@ -190,3 +190,14 @@ def test_check_flag_reports_without_starting() -> None:
     assert _run_app("--check", HTTP_BIND="127.0.0.1", HOST="0.0.0.0").returncode == 0
     refused = _run_app("--check", HTTP_BIND="0.0.0.0")
     assert refused.returncode == 2 and refused.stderr.startswith("windsock: HTTP_BIND='0.0.0.0'")
+
+
+def test_unknown_source_kind_refuses_to_start_naming_the_known_ones() -> None:
+    """SOURCES=udp,bogus exits 2 with one line naming the unknown entry and every kind the registry has."""
+    from app.sources.registry import KINDS
+
+    proc = _run_app("--check", SOURCES="udp,bogus")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"windsock: SOURCES has unknown entries ['bogus']; use {', '.join(KINDS)}"
+    ]

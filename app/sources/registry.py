@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.hub import Hub
 from app.sources.base import Job, stop_tasks
 
@@ -124,8 +124,12 @@ def check_sources(settings: Settings) -> None:
     """Let each kind in SOURCES check its configuration now, so a mistake stops the program at start.
 
     Raises:
-        ConfigError: something is unusable (a sources file, say); the message says what.
+        ConfigError: SOURCES names an unknown kind, or something is unusable
+            (a sources file, say); the message says what.
     """
+    unknown = sorted(set(settings.sources) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"SOURCES has unknown entries {unknown}; use {', '.join(KINDS)}")
     for kind in settings.sources:
         check = getattr(_module(kind), "check", None)
         if check is not None:
