@@ -10,7 +10,7 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from app.transports.tornado_compat import FRAME_YIELD_COST, YIELD_THRESHOLD, InflateTooLarge, unmask
+from app.transports.tornado_compat import InflateTooLarge, unmask
 from app.transports.ws_closing import ClosingProtocol
 from app.transports.ws_frames import (
     CLOSE_INVALID_DATA,
@@ -27,6 +27,13 @@ from app.transports.ws_frames import (
 )
 
 __all__ = ["StrictProtocol"]
+
+# The frame loop yields to other connections after this much work, a frame
+# counting this much besides its bytes, so one client flooding small frames
+# cannot hold the process. These are Tornado 6.6's own figures; they are ours
+# here, since older Tornados have none and the strict loop replaces theirs.
+YIELD_THRESHOLD = 256 * 1024
+FRAME_YIELD_COST = 1024
 
 
 class StrictProtocol(ClosingProtocol):
