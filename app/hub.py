@@ -26,6 +26,9 @@ log = logging.getLogger("windsock.hub")
 
 # A 'since' beyond any id: asks the broker for the latest id and no messages.
 _NOTHING = 2**62
+# Waits between tries of a refill's history read (about 10 s in all): live
+# messages are held meanwhile, so it gives up before holding them for long.
+_REFILL_BACKOFF = (0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0)
 
 
 @dataclass
@@ -94,11 +97,7 @@ class Hub:
         return await self._broker.history(channel)
 
     async def latest(self, channel: str) -> Message | None:
-        """The channel's latest retained message, or None if it keeps none.
-
-        Raises:
-            WindsockError: ``broker_unavailable``.
-        """
+        """The channel's latest retained message, or None if it keeps none; may raise broker_unavailable."""
         seq = (await self._broker.history(channel, _NOTHING)).seq
         if not seq:
             return None
@@ -261,19 +260,38 @@ class Hub:
 
     async def _refill(self, channel: str, last: int) -> None:
         """Replay what ``channel`` published while the broker was away, then release held messages."""
-        try:
-            history = await self._broker.history(channel, last)
+        history = await self._read_gap(channel, last)
+        held = self._refilling.pop(channel, None)
+        if held is None:
+            return  # released while we read: nobody is left to tell
+        replay: list[Message] = []
+        if history is None:
+            # The gap cannot be read: say so, rather than leave a silent hole.
+            self._reset(channel, held[0].id - 1 if held else last)
+        else:
             replay, lost = plan_resume(last, history.seq, history.messages)
-        except Exception as exc:
-            log.warning("could not refill %s after the outage: %s", channel, exc)
-            replay, lost = [], False
-        held = self._refilling.pop(channel, [])
-        if lost:
-            self.stats.resets += 1
-            log.warning("history of %s was lost; telling its subscribers", channel)
-            for target in self._fanout.get(channel, ()):
-                target.reset(channel, history.seq)
-            # The replay after a reset starts below the old position.
-            self._last_id[channel] = 0
+            if lost:
+                log.warning("history of %s was lost; telling its subscribers", channel)
+                self._reset(channel, history.seq)
+                # The replay after a reset starts below the old position.
+                self._last_id[channel] = 0
         for message in (*replay, *held):
             self._on_message(message)
+
+    async def _read_gap(self, channel: str, last: int) -> History | None:
+        """The history after ``last``, tried again while the broker fails; None if it never answers."""
+        for delay in (0.0, *_REFILL_BACKOFF):
+            await asyncio.sleep(delay)
+            if channel not in self._refilling:
+                return None
+            try:
+                return await self._broker.history(channel, last)
+            except Exception as exc:
+                log.warning("could not refill %s after the outage yet: %s", channel, exc)
+        return None
+
+    def _reset(self, channel: str, seq: int) -> None:
+        """Tell the channel's subscribers that messages up to ``seq`` may be gone for good."""
+        self.stats.resets += 1
+        for target in self._fanout.get(channel, ()):
+            target.reset(channel, seq)

@@ -44,7 +44,8 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *extra: str, ready: bool = True) -> None:
+        """Start it with ``extra`` options; unless ``ready`` is False, wait until it answers PONG."""
         # persist: every write reaches the append-only file, so a restart keeps history.
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         self.process = Process(
@@ -61,10 +62,12 @@ class RedisServer:
                 str(self.dir),
                 "--protected-mode",
                 "no",
+                *extra,
             ],
             log=str(self.dir / "redis.log"),
         )
-        wait_until(self.ping, timeout=10)
+        if ready:
+            wait_until(self.ping, timeout=10)
 
     def ping(self) -> bool:
         try:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from app import hub as hub_module
 from app.brokers.base import Broker, History, PublishResult
+from app.errors import WindsockError
 from app.hub import Hub
 from app.messages import Message
 
@@ -29,6 +33,7 @@ class ScriptedBroker(Broker):
         self.unsubscribed: list[str] = []
         self.gate: asyncio.Event | None = None  # when set, history() waits for it
         self.history_calls = 0
+        self.failures = 0  # history() raises this many times first
 
     @property
     def healthy(self) -> bool:
@@ -53,6 +58,9 @@ class ScriptedBroker(Broker):
         self.history_calls += 1
         if self.gate is not None:
             await self.gate.wait()
+        if self.failures:
+            self.failures -= 1
+            raise WindsockError("broker_unavailable")
         kept = self.stored.get(channel, [])
         return History(kept[-1].id if kept else 0, [m for m in kept if m.id > since])
 
@@ -195,6 +203,53 @@ async def test_refill_that_finds_history_lost_sends_reset_then_what_is_kept() ->
         await asyncio.sleep(0)
     assert sub.events[1:] == [("reset", 101), ("message", 100), ("message", 101)]
     assert hub.stats.resets == 1
+
+
+async def _settle(hub: Hub) -> None:
+    """Let the hub's refill tasks run to their end."""
+    for _ in range(50):
+        if not hub._tasks:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the refill did not end")
+
+
+async def test_refill_whose_history_read_fails_tries_again_and_fills_the_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broker back for pub/sub but not yet for reads (Redis LOADING): the refill retries, no gap."""
+    monkeypatch.setattr(hub_module, "_REFILL_BACKOFF", (0.01,) * 3)
+    hub, broker = make_hub()
+    broker.store("c", 1)
+    sub = Recorder()
+    await hub.subscribe("c", sub)
+    broker.store("c", 2, 3)  # missed while pub/sub was down
+    broker.failures = 2
+    broker.recover()
+    broker.push("c", 4)
+    broker.store("c", 4)
+    await _settle(hub)
+    assert sub.ids() == [2, 3, 4]
+    assert broker.failures == 0 and hub.stats.resets == 0
+
+
+async def test_refill_that_cannot_read_history_sends_reset_not_a_silent_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refill whose history read never succeeds tells subscribers reset, then delivers what it held."""
+    monkeypatch.setattr(hub_module, "_REFILL_BACKOFF", (0.01,) * 3)
+    hub, broker = make_hub()
+    broker.store("c", 1)
+    sub = Recorder()
+    await hub.subscribe("c", sub)
+    broker.failures = 100
+    broker.recover()
+    broker.push("c", 5, 6)  # 2 to 4 are unknowable
+    await _settle(hub)
+    assert sub.events[1:] == [("reset", 4), ("message", 5), ("message", 6)]
+    assert hub.stats.resets == 1
+    broker.push("c", 7)
+    assert sub.ids()[-1] == 7
 
 
 async def test_broker_is_released_only_after_the_grace_period() -> None:

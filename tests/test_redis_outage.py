@@ -74,3 +74,43 @@ async def test_pubsub_blip_loses_nothing(own_redis: Any, make_server: Any) -> No
     await ws.no_message()
     assert server.hub.status()["broker"]["reconnects"] >= 1
     ws.close()
+
+
+async def test_redis_still_loading_its_data_is_not_back_yet(own_redis: Any, make_server: Any) -> None:
+    """Redis LOADING after a restart (yet confirming SUBSCRIBE): the worker stays degraded, then resumes."""
+    port = own_redis.port
+    # 20,000 keys read at 100 us each keep the restarted Redis loading for seconds.
+    assert (
+        _redis_command(port, "EVAL", "for i=1,20000 do redis.call('SET','pad:'..i,i) end", "0") == b"$-1\r\n"
+    )
+    server = await make_server(redis_url=own_redis.url)
+    ws = await WS.connect(server.ws)
+    await ws.subscribe("plant")
+    before = await publish(server.base, "plant", "before")
+    assert (await ws.messages(1))[0]["id"] == before
+    assert _redis_command(port, "SAVE") == b"+OK\r\n"
+
+    own_redis.stop()
+    await eventually(lambda: _is(server, (503, "degraded")), timeout=10)
+    own_redis.start("--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024", ready=False)
+    loading_seen = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            answer = _redis_command(port, "PING")
+        except OSError:
+            await asyncio.sleep(0.05)  # not listening yet
+            continue
+        if not answer.startswith(b"-LOADING"):
+            break
+        loading_seen += 1
+        # Redis answers SUBSCRIBE now, but cannot serve history or publishes.
+        assert await _health(server) == (503, "degraded"), "healthy while Redis is still loading"
+        await asyncio.sleep(0.1)
+    assert loading_seen >= 3, f"Redis was seen loading only {loading_seen} times"
+    await eventually(lambda: _is(server, (200, "ok")), timeout=10)
+    after = await publish(server.base, "plant", "after")
+    assert after == before + 1
+    [live] = await ws.messages(1)
+    assert (live["type"], live["id"]) == ("message", after)
+    ws.close()

@@ -246,6 +246,10 @@ class RedisBroker(Broker):
                 self._confirm(msg["channel"])
             elif msg["type"] == "message":
                 early.append(msg)
+        # A restarting Redis confirms SUBSCRIBE while it still loads its data,
+        # yet answers every other command with LOADING: not back until the
+        # command connection works, or the refill and publishes would fail.
+        await self._redis.ping()
         self._healthy = True
         self._connected.set()
         if recovering:
