@@ -36,8 +36,8 @@ test-docker: $(STAMP)
 
 ## lint: ruff and mypy (strict on app/)
 lint: $(STAMP)
-	$(BIN)/ruff check app tests deploy
-	$(BIN)/ruff format --check app tests deploy
+	$(BIN)/ruff check app tests deploy bench
+	$(BIN)/ruff format --check app tests deploy bench
 	$(BIN)/mypy
 
 ## bench: Windsock side by side with Nchan (bench/run.py; README "Performance").

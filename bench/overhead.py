@@ -1,7 +1,7 @@
 """The fan-out's own Python cost per delivery, without the kernel: a micro-benchmark.
 
 Runs one Windsock worker in this process with 1,000 real subscribers (held
-by a bench/loadgen.py process), then replaces each subscriber socket's
+by a bench.loadgen process), then replaces each subscriber socket's
 send() with a C no-op (``len``) and times the hub delivering messages, one
 per event-loop turn. What remains is the interpreter's share of a
 delivery, which ``make bench`` cannot separate from send() and from noise
@@ -35,7 +35,9 @@ async def measure(kind: str, subscribers: int, messages: int, rounds: int) -> li
     port = await server.start()
     loadgen = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(BENCH / "loadgen.py"),
+        "-m",
+        "bench.loadgen",
+        cwd=BENCH.parent,  # where the package `bench` is importable
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
