@@ -39,3 +39,10 @@ def test_counters_are_kept_by_the_hub() -> None:
     """Transports and sources report to the hub's methods; none bumps its stats directly."""
     offenders = {name for name, text in _sources("hub.py").items() if "hub.stats" in text}
     assert offenders == set()
+
+
+def test_every_app_module_is_at_most_300_lines() -> None:
+    """No file in app/ is over 300 lines: a module that grows past that is doing two jobs."""
+    sizes = {name: len(text.splitlines()) for name, text in _sources().items()}
+    assert "hub.py" in sizes
+    assert {name: n for name, n in sizes.items() if n > 300} == {}
