@@ -145,13 +145,21 @@ class WS:
         return None if raw is None else json.loads(raw)
 
     async def recv_type(self, kind: str, timeout: float = WAIT) -> dict[str, Any]:
-        """Read frames until one of ``kind`` arrives (others are dropped)."""
+        """Read frames until one of ``kind`` arrives (others are dropped, and named if it never does)."""
         deadline = time.monotonic() + timeout
+        dropped: list[dict[str, Any]] = []
         while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            assert frame is not None, f"closed while waiting for {kind}"
+            try:
+                frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                worker = self.conn.headers.get("X-Windsock-Worker", "?")
+                raise AssertionError(
+                    f"no {kind} frame within {timeout} s from worker {worker}; dropped {dropped[-5:]}"
+                ) from None
+            assert frame is not None, f"closed while waiting for {kind}; dropped {dropped[-5:]}"
             if frame["type"] == kind:
                 return frame
+            dropped.append(frame)
 
     async def subscribe(self, channel: str, since: int | None = None) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "subscribe", "channel": channel}

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -45,6 +46,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{name}: {value}")
         for note in NOTES:
             terminalreporter.write_line(note)
+
+
+# Lines of the stack's logs worth showing with a failure: the workers log at
+# WARNING (Redis lost and back, refills, resets), and Redis says what it did.
+_TELLING = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|redis[-_]1")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on the compose stack shows what its containers logged, since CI keeps no files."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when != "call" or not report.failed or not isinstance(stack, ComposeStack):
+        return
+    logs = stack.run("logs", "--no-color", "--timestamps", "--tail", "2000", timeout=60, check=False)
+    telling = [line for line in logs.splitlines() if _TELLING.search(line)]
+    report.sections.append(("compose logs (warnings, errors, redis; last 150)", "\n".join(telling[-150:])))
 
 
 def run(args: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True) -> str:
