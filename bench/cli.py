@@ -24,6 +24,11 @@ from bench.runner import Bench
 from bench.target import Target
 
 
+def int_list(text: str) -> list[int]:
+    """A comma list of integers, as --steps and --deflate-levels take."""
+    return [int(x) for x in text.split(",")]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(bench.__doc__ or "").split("\n", 1)[0])
     p.add_argument("--out", default=str(ROOT / "artifacts" / "bench"))
@@ -40,14 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-seconds", type=float, default=4.0)
     p.add_argument(
         "--steps",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=int_list,
         default=[20, 40, 60, 80, 100, 130, 160, 200, 250, 300],
         help="step-up publish rates (msg/s; x 1,000 subscribers = deliveries/s)",
     )
     p.add_argument("--big", type=int, default=10_000, help="subscribers in the big mixed group")
     p.add_argument(
         "--deflate-levels",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=int_list,
         default=[0, 1, 6],
         help="WS_DEFLATE_LEVEL of each worker in the ws-deflate group (0: off)",
     )

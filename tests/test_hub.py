@@ -214,18 +214,26 @@ async def _settle(hub: Hub) -> None:
     raise AssertionError("the refill did not end")
 
 
-async def test_refill_whose_history_read_fails_tries_again_and_fills_the_gap(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Broker back for pub/sub but not yet for reads (Redis LOADING): the refill retries, no gap."""
+async def _outage_with_failing_reads(
+    monkeypatch: pytest.MonkeyPatch, failures: int, missed: tuple[int, ...] = ()
+) -> tuple[Hub, ScriptedBroker, Recorder]:
+    """A subscriber of "c" at id 1, then an outage after which the first ``failures`` history reads fail."""
     monkeypatch.setattr(hub_module, "_REFILL_BACKOFF", (0.01,) * 3)
     hub, broker = make_hub()
     broker.store("c", 1)
     sub = Recorder()
     await hub.subscribe("c", sub)
-    broker.store("c", 2, 3)  # missed while pub/sub was down
-    broker.failures = 2
+    broker.store("c", *missed)  # published while pub/sub was down
+    broker.failures = failures
     broker.recover()
+    return hub, broker, sub
+
+
+async def test_refill_whose_history_read_fails_tries_again_and_fills_the_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broker back for pub/sub but not yet for reads (Redis LOADING): the refill retries, no gap."""
+    hub, broker, sub = await _outage_with_failing_reads(monkeypatch, 2, missed=(2, 3))
     broker.push("c", 4)
     broker.store("c", 4)
     await _settle(hub)
@@ -237,13 +245,7 @@ async def test_refill_that_cannot_read_history_sends_reset_not_a_silent_gap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A refill whose history read never succeeds tells subscribers reset, then delivers what it held."""
-    monkeypatch.setattr(hub_module, "_REFILL_BACKOFF", (0.01,) * 3)
-    hub, broker = make_hub()
-    broker.store("c", 1)
-    sub = Recorder()
-    await hub.subscribe("c", sub)
-    broker.failures = 100
-    broker.recover()
+    hub, broker, sub = await _outage_with_failing_reads(monkeypatch, 100)
     broker.push("c", 5, 6)  # 2 to 4 are unknowable
     await _settle(hub)
     assert sub.events[1:] == [("reset", 4), ("message", 5), ("message", 6)]
