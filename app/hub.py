@@ -192,7 +192,10 @@ class Hub:
         self._last_id[channel] = message.id
         self.stats.messages += 1
         for target in self._fanout.get(channel, ()):
-            target.deliver(message)
+            try:
+                target.deliver(message)
+            except Exception:  # one subscriber's bug must not cost the others this message
+                log.exception("delivering %s:%d failed for one subscriber", channel, message.id)
 
     # Bookkeeping.
 

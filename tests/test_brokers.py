@@ -127,3 +127,31 @@ async def test_broker_is_healthy_when_connected(broker: Any) -> None:
     """A connected broker reports itself healthy."""
     b, _ = broker
     assert b.healthy and b.status()["healthy"] is True
+
+
+async def test_redis_listener_outlives_a_bug_in_what_it_calls(redis_server: Any) -> None:
+    """An exception out of the message callback: the listener reconnects, and later publishes arrive."""
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    settings = load_settings(environ={}, redis_url=redis_server.url, redis_prefix=prefix)
+    broker = make_broker(settings)
+    sink = Sink()
+    failed: list[int] = []
+
+    def on_message(message: Message) -> None:
+        if not failed:
+            failed.append(message.id)
+            raise RuntimeError("a bug downstream")
+        sink.on_message(message)
+
+    broker.bind(on_message, sink.on_recover)
+    await broker.connect()
+    try:
+        await broker.subscribe("c")
+        first = (await broker.publish("c", b"1")).id
+        await eventually(lambda: failed == [first])
+        # The old listener task ended here, and the process stayed "healthy" but deaf.
+        await eventually(lambda: broker.healthy and sink.recoveries == 1, timeout=10)
+        second = (await broker.publish("c", b"2")).id
+        await eventually(lambda: [m.id for m in sink.messages] == [second], timeout=10)
+    finally:
+        await broker.disconnect()

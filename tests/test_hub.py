@@ -121,6 +121,24 @@ async def test_no_since_is_live_only() -> None:
     assert sub.events == [("subscribed", 12, False), ("message", 13)]
 
 
+class Broken(Recorder):
+    """A subscriber whose delivery raises, as a transport with a bug would."""
+
+    def deliver(self, message: Message) -> None:
+        raise RuntimeError("transport bug")
+
+
+async def test_a_subscriber_that_raises_costs_the_others_nothing() -> None:
+    """A subscriber whose deliver raises: the others, before and after it, get every message."""
+    hub, broker = make_hub()
+    first, broken, last = Recorder(), Broken(), Recorder()
+    for sub in (first, broken, last):
+        await hub.subscribe("c", sub)
+    broker.push("c", 1, 2)  # on the old hub the exception reached the broker here
+    assert first.ids() == last.ids() == [1, 2]
+    assert hub.stats.messages == 2
+
+
 async def test_resume_past_kept_history_is_flagged_lost() -> None:
     """A since older than the oldest kept message is reported lost, then the kept ones follow."""
     hub, broker = make_hub()

@@ -11,55 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.brokers.base import Broker, History, PublishResult, first_id
+from app.brokers.redis_scripts import HISTORY, PUBLISH
 from app.errors import WindsockError
 from app.messages import Message
 
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("windsock.redis")
-
-# One script does the whole publish, so it costs one round trip, and since
-# scripts run atomically, pub/sub order is id order on every subscriber.
-# The envelope is built exactly as app.messages.encode_envelope builds it.
-_PUBLISH = """
-local seq_key, hist_key, last_key = KEYS[1], KEYS[2], KEYS[3]
-local channel, data, size, skip, start, ttl, topic =
-    ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-if skip == '1' and redis.call('GET', last_key) == data then
-    return {redis.call('GET', seq_key) or '0', 1}
-end
-if redis.call('EXISTS', seq_key) == 0 then
-    redis.call('SET', seq_key, start)
-end
-local sid = string.format('%d', redis.call('INCR', seq_key))
-local envelope = '{"type":"message","channel":"' .. channel .. '","id":' .. sid ..
-    ',"data":' .. data .. '}'
-redis.call('ZADD', hist_key, sid, envelope)
-redis.call('ZREMRANGEBYRANK', hist_key, 0, -(size + 1))
-redis.call('SET', last_key, data)
-if ttl > 0 then
-    redis.call('EXPIRE', seq_key, ttl)
-    redis.call('EXPIRE', hist_key, ttl)
-    redis.call('EXPIRE', last_key, ttl)
-end
-redis.call('PUBLISH', topic, sid .. ' ' .. envelope)
-return {sid, 0}
-"""
-
-# Reading the latest id and the history together keeps them consistent.
-_HISTORY = """
-local seq = redis.call('GET', KEYS[1]) or '0'
-return {seq, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'WITHSCORES')}
-"""
 
 _BACKOFF_MIN = 0.05
 # Capped low so live delivery resumes within about a second of Redis returning.
@@ -95,11 +63,13 @@ class RedisBroker(Broker):
         )
         # The listener must see every disconnect itself, to know it has a gap
         # to fill, so its client never retries behind its back.
+        # Its socket timeout bounds the connection handshake and every send;
+        # reads pass their own timeouts.
         self._sub_client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
-        self._publish_script = self._redis.register_script(_PUBLISH)
-        self._history_script = self._redis.register_script(_HISTORY)
+        self._publish_script = self._redis.register_script(PUBLISH)
+        self._history_script = self._redis.register_script(HISTORY)
         self._control = f"{prefix}:__control__".encode()
         self._channels: set[str] = set()
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
@@ -148,29 +118,39 @@ class RedisBroker(Broker):
         return f"{self._prefix}:{channel}".encode()
 
     async def subscribe(self, channel: str) -> None:
-        pubsub = self._pubsub
-        if not self._healthy or pubsub is None:
-            raise WindsockError("broker_unavailable")
         topic = self._topic(channel)
         confirmed = self._confirmations.setdefault(topic, asyncio.get_running_loop().create_future())
         self._channels.add(channel)
         try:
-            await pubsub.subscribe(topic)
+            await self._send("SUBSCRIBE", topic)
             # SUBSCRIBE is only in force once Redis confirms it; a history read
             # made before that could miss a message published in between.
             await asyncio.wait_for(asyncio.shield(confirmed), self._timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (WindsockError, RedisError, OSError, TimeoutError) as exc:
             self._channels.discard(channel)
             raise WindsockError("broker_unavailable") from exc
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+        # Best effort: if Redis is gone, the resubscribe after it returns
+        # simply leaves this channel out.
+        with contextlib.suppress(WindsockError, RedisError, OSError):
+            await self._send("UNSUBSCRIBE", self._topic(channel))
+
+    async def _send(self, *command: str | bytes) -> None:
+        """Write a command on the listener's connection, or fail; never reconnect it.
+
+        redis-py's ``PubSub.subscribe`` reconnects a broken connection before
+        it raises, and resubscribes it. Done from here, outside the listener,
+        that would race the listener's own recovery over one connection:
+        only the listener connects, and everyone else just writes.
+        """
         pubsub = self._pubsub
-        if self._healthy and pubsub is not None:
-            # Best effort: if Redis is gone, the resubscribe after it returns
-            # simply leaves this channel out.
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.unsubscribe(self._topic(channel))
+        # redis-py declares PubSub.connection as None (it is set later).
+        conn = cast("Connection | None", pubsub.connection if pubsub is not None else None)
+        if not self._healthy or conn is None or not conn.is_connected:
+            raise WindsockError("broker_unavailable")
+        await conn.send_command(*command, check_health=False)
 
     # Publishing and history.
 
@@ -219,6 +199,12 @@ class RedisBroker(Broker):
                     log.warning("redis unreachable (%s); retrying with backoff", exc)
                 self._healthy = False
                 self._pubsub = None
+            except Exception:
+                # Anything else is a bug, here or in redis-py. Were it to end
+                # this task, the process would be deaf while /healthz says ok.
+                log.exception("redis listener failed; reconnecting")
+                self._healthy = False
+                self._pubsub = None
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -229,7 +215,7 @@ class RedisBroker(Broker):
     async def _attach(self, pubsub: PubSub, recovering: bool) -> None:
         """Subscribe the control topic and every channel, and wait for Redis to confirm all."""
         topics = {self._control, *(self._topic(c) for c in self._channels)}
-        await pubsub.subscribe(*topics)
+        await asyncio.wait_for(pubsub.subscribe(*topics), self._timeout)
         self._pubsub = pubsub
         early: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -47,13 +48,40 @@ async def health_workers(stack: ComposeStack, want: set[str], attempts: int) -> 
     return seen
 
 
-async def next_ws(ws: WS, timeout: float = 15) -> dict[str, Any]:
+async def next_ws(ws: WS, timeout: float = 15, stack: ComposeStack | None = None) -> dict[str, Any]:
     """The very next frame, which must be a message (no reset, nothing else)."""
-    frame = await ws.recv(timeout)
     served_by = ws.conn.headers["X-Windsock-Worker"]
+    try:
+        frame = await ws.recv(timeout)
+    except TimeoutError:
+        # Say which worker went quiet, and what it says of itself.
+        raise AssertionError(
+            f"no frame within {timeout:.0f} s from {served_by}"
+            + (f"; its /healthz: {worker_health(stack, served_by)}" if stack is not None else "")
+        ) from None
     assert frame is not None, f"closed ({ws.conn.close_code} {ws.conn.close_reason}), served by {served_by}"
     assert frame["type"] == "message", (frame, served_by)
     return frame
+
+
+def worker_health(stack: ComposeStack, worker: str) -> str:
+    """One worker's /healthz, fetched inside its container."""
+    host, port = worker.rsplit(":", 1)
+    container = next((c for c in stack.containers() if c.hostname == host), None)
+    if container is None:
+        return f"no running container is {host}"
+    code = (
+        "import sys, urllib.request as u\n"
+        "try: print(u.urlopen(f'http://127.0.0.1:{sys.argv[1]}/healthz', timeout=3).read().decode())\n"
+        "except Exception as e: print(repr(e), getattr(e, 'read', bytes)().decode())"
+    )
+    result = subprocess.run(
+        ["docker", "exec", container.id, "python", "-c", code, port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return (result.stdout or result.stderr).strip()
 
 
 async def next_sse(sse: SSE, timeout: float = 15) -> dict[str, Any]:
@@ -196,22 +224,66 @@ async def test_make_scale_to_5_new_replicas_get_traffic(stack: ComposeStack) -> 
     assert (await next_ws(fresh))["id"] == msg_id
 
 
-async def _get_health(ip: str, port: int) -> tuple[int, dict[str, Any]]:
-    """GET /healthz from one worker directly, on the project's own network."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 2)
-    try:
-        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
-        raw = await asyncio.wait_for(reader.read(), 2)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), json.loads(body)
+# Polls the workers' /healthz from inside their container (the host reaches
+# containers only through nginx's published port), one JSON line per answer.
+_WATCH = """
+import json, sys, time, urllib.error, urllib.request
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    for port in sys.argv[2:]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                status, body = r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            status, body = e.code, json.load(e)
+        except (OSError, ValueError):
+            continue
+        print(json.dumps([body["worker"], status, body["status"], body["broker"]]), flush=True)
+    time.sleep(0.02)
+"""
+
+
+class HealthWatch:
+    """Every worker's /healthz, polled closely from inside each app container while it runs."""
+
+    def __init__(self, containers: list[Container], seconds: float = 120) -> None:
+        self.seen: list[tuple[str, int, str, dict[str, Any]]] = []
+        ports = [str(BASE_PORT + i) for i in range(WORKERS)]
+        self.procs = [
+            subprocess.Popen(
+                ["docker", "exec", c.id, "python", "-u", "-c", _WATCH, str(seconds), *ports],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            for c in containers
+        ]
+        self.readers = [threading.Thread(target=self._read, args=(p,), daemon=True) for p in self.procs]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            worker, status, state, broker = json.loads(line)
+            self.seen.append((worker, status, state, broker))
+
+    def latest(self) -> dict[str, tuple[int, str, dict[str, Any]]]:
+        return {worker: (status, state, broker) for worker, status, state, broker in list(self.seen)}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(10)
+        for reader in self.readers:
+            reader.join(10)
+        for proc in self.procs:
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 async def test_redis_restart_degrades_health_then_delivery_resumes(stack: ComposeStack) -> None:
     """`compose restart redis`: workers answer 503 degraded, then ok; every subscriber gets the next id."""
-    containers = stack.containers()
     workers = stack.workers()
     sockets, streams = await cover_workers(stack, "e2e.redis", workers)
     before = await publish(stack.base, "e2e.redis", "before")
@@ -220,40 +292,22 @@ async def test_redis_restart_degrades_health_then_delivery_resumes(stack: Compos
     for sse in streams.values():
         assert (await next_sse(sse))["id"] == before
 
-    targets = [(c.ip, BASE_PORT + i) for c in containers for i in range(WORKERS)]
-    reconnects = {t: (await _get_health(*t))[1]["broker"]["reconnects"] for t in targets}
-    seen: list[tuple[tuple[str, int], int, str]] = []
-    done = asyncio.Event()
-
-    async def poll(target: tuple[str, int]) -> None:
-        # The outage lasts as long as Redis takes to restart: poll each worker closely.
-        while not done.is_set():
-            try:
-                status, body = await _get_health(*target)
-                seen.append((target, status, body["status"]))
-            except (OSError, TimeoutError, ValueError, IndexError):
-                pass
-            await asyncio.sleep(0.02)
-
-    pollers = [asyncio.create_task(poll(t)) for t in targets]
+    watch = HealthWatch(stack.containers())
     try:
-        await asyncio.sleep(0.3)
+        await eventually(lambda: set(watch.latest()) >= workers, timeout=30, interval=0.1)
+        reconnects = {worker: broker["reconnects"] for worker, (_, _, broker) in watch.latest().items()}
         await in_thread(lambda: stack.run("restart", "redis", timeout=60))
 
-        async def all_recovered() -> bool:
-            for target in targets:
-                status, body = await _get_health(*target)
-                if status != 200 or body["broker"]["reconnects"] <= reconnects[target]:
-                    return False
-            return True
+        def all_recovered() -> bool:
+            latest = watch.latest()
+            return all(latest[w][0] == 200 and latest[w][2]["reconnects"] > reconnects[w] for w in workers)
 
         await eventually(all_recovered, timeout=30, interval=0.2)
     finally:
-        done.set()
-        await asyncio.gather(*pollers)
-    degraded = {target for target, status, state in seen if (status, state) == (503, "degraded")}
+        await in_thread(watch.stop)
+    degraded = {worker for worker, status, state, _ in watch.seen if (status, state) == (503, "degraded")}
     assert degraded, "no worker was seen answering 503 degraded while Redis restarted"
-    NOTES.append(f"redis restart: {len(degraded)} of {len(targets)} workers seen 503 degraded, then all ok")
+    NOTES.append(f"redis restart: {len(degraded)} of {len(workers)} workers seen 503 degraded, then all ok")
     status, body, _ = await http("GET", f"{stack.base}/healthz")
     assert (status, body["status"]) == (200, "ok")
 
@@ -261,7 +315,7 @@ async def test_redis_restart_degrades_health_then_delivery_resumes(stack: Compos
     # The history survived in the redis-data volume (append-only file): ids go on from where they were.
     assert after == before + 1
     for ws in sockets.values():
-        assert (await next_ws(ws))["id"] == after
+        assert (await next_ws(ws, stack=stack))["id"] == after
     for sse in streams.values():
         assert (await next_sse(sse))["id"] == after
 
