@@ -12,6 +12,7 @@ import sys
 
 from app.config import ConfigError, add_arguments, check_exposure, load_settings
 from app.ingest import run_ingest
+from app.namespaces import Namespaces
 from app.server import run
 from app.sources import check_sources
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(flags=args)
         check_sources(settings)
+        Namespaces.from_settings(settings)
         check_exposure(settings, serves_api=args.command == "serve")
     except ConfigError as exc:
         print(f"windsock: {exc}", file=sys.stderr)

@@ -47,6 +47,9 @@ class Settings:
     redis_prefix: str = _setting("windsock", "prefix of every Redis key and pub/sub channel")
     history_size: int = _setting(100, "messages kept per channel", lo=1, hi=100_000)
     history_ttl: int = _setting(86_400, "seconds an idle channel's history lives (0 = forever)", lo=0)
+    idempotency_window: int = _setting(
+        300, "seconds a publish's Idempotency-Key is remembered per channel", lo=1, hi=86_400
+    )
     unsubscribe_grace: float = _setting(
         2.0, "seconds a channel stays subscribed after its last local subscriber", lo=0, hi=3600
     )
@@ -105,7 +108,9 @@ class Settings:
     udp_bind: str = _setting(
         "", "address sensors reach the UDP listener on, where a port mapping binds for it; empty: UDP_HOST"
     )
-    sources_file: str = _setting("", "TOML file declaring [[pollers]] (see sources.example.toml)")
+    sources_file: str = _setting(
+        "", "TOML file declaring [[pollers]] and [[namespaces]] (see sources.example.toml)"
+    )
     demo_rate: float = _setting(2.0, "messages per second per demo channel", lo=0.01, hi=1000)
     udp_max_bytes: int = _setting(8192, "largest accepted sensor datagram", lo=64, hi=65507)
     lease_seconds: float = _setting(

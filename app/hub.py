@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from app.brokers.base import Broker, History, PublishResult
-from app.channels import Patterns
+from app.client_frames import LATEST
 from app.messages import Message, plan_resume
+from app.namespaces import Namespaces
 from app.subscribers import After, Pending, Subscriber
 
 __all__ = ["History", "Hub", "PublishResult", "Subscriber"]
@@ -50,12 +50,13 @@ class Hub:
         broker: Broker,
         *,
         grace: float = 2.0,
-        skip_unchanged: Iterable[str] = (),
+        namespaces: Namespaces | None = None,
     ) -> None:
         self._broker = broker
         self.stats = HubStats()
         self._grace = grace
-        self._skip = Patterns(skip_unchanged)
+        # None: every channel has the broker's defaults, and skips only when asked.
+        self.namespaces = namespaces
         # channel -> {subscriber: where its messages go (itself, or a Pending)}
         self._subs: dict[str, dict[Subscriber, Subscriber]] = {}
         # The same, frozen for the fan-out loop, rebuilt on every change.
@@ -83,30 +84,26 @@ class Hub:
 
     # Public API for transports.
 
-    async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
-        """Publish encoded JSON ``data``; skipped if unchanged and asked to or configured so."""
-        skip = skip_unchanged or self._skip.match(channel)
-        return await self._broker.publish(channel, data, skip_unchanged=skip)
+    async def publish(
+        self, channel: str, data: bytes, *, skip_unchanged: bool = False, key: str | None = None
+    ) -> PublishResult:
+        """Publish encoded JSON ``data`` by its channel's namespace (see ``Broker.publish``)."""
+        options: dict[str, Any] = {"skip_unchanged": skip_unchanged}
+        if self.namespaces is not None:
+            options = self.namespaces(channel).publish_options(skip_unchanged)
+        return await self._broker.publish(channel, data, key=key, **options)
 
     async def history(self, channel: str) -> History:
-        """The channel's latest id and every message it retains.
-
-        Raises:
-            WindsockError: ``broker_unavailable``.
-        """
+        """The channel's latest id and every message it retains; may raise broker_unavailable."""
         return await self._broker.history(channel)
 
     async def latest(self, channel: str) -> Message | None:
         """The channel's latest retained message, or None if it keeps none; may raise broker_unavailable."""
-        seq = (await self._broker.history(channel, _NOTHING)).seq
-        if not seq:
-            return None
-        # Only the newest is wanted: ask for what follows the one before it.
-        messages = (await self._broker.history(channel, seq - 1)).messages
+        messages = (await self._broker.history(channel, latest=True)).messages
         return messages[-1] if messages else None
 
     async def subscribe(self, channel: str, subscriber: Subscriber, since: int | None = None) -> int:
-        """Add ``subscriber`` to ``channel``; replay what came after ``since`` first.
+        """Add ``subscriber`` to ``channel``; replay what came after ``since`` (LATEST: the newest) first.
 
         Returns the channel's latest id when the subscription took effect.
 
@@ -117,7 +114,8 @@ class Hub:
         self._set(channel, subscriber, pending)
         try:
             await self._ensure_broker(channel)
-            history = await self._broker.history(channel, _NOTHING if since is None else since)
+            latest = since == LATEST
+            history = await self._broker.history(channel, _NOTHING if since is None else since, latest=latest)
         except BaseException:
             self.unsubscribe(channel, subscriber)
             raise
@@ -126,7 +124,9 @@ class Hub:
         self._last_id.setdefault(channel, history.seq)
         replay: list[Message] = []
         lost = False
-        if since is not None:
+        if latest:
+            replay = history.messages
+        elif since is not None:
             replay, lost = plan_resume(since, history.seq, history.messages)
         if lost:
             self.stats.resets += 1

@@ -1,4 +1,4 @@
-"""Wire formats: the message envelope, client frames, WebSocket and SSE framing.
+"""Wire formats: the message envelope, WebSocket and SSE framing, and the resume plan.
 
 Pure functions with no I/O, so they are tested without sockets. A message is
 encoded once per process; every transport writes the same bytes to all of
@@ -10,25 +10,16 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from app.channels import InvalidChannel, check_channel
-from app.errors import WindsockError
-
 __all__ = [
-    "ClientFrame",
     "Message",
     "dumps",
-    "encode_cursor",
     "encode_envelope",
     "encode_reset",
     "http_chunk",
-    "parse_client_frame",
-    "parse_cursor",
-    "parse_id",
     "plan_resume",
     "sse_comment",
     "sse_event",
@@ -165,109 +156,6 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message({self.channel!r}, {self.id})"
-
-
-# Client frames.
-
-
-@dataclass(frozen=True, slots=True)
-class ClientFrame:
-    """A decoded WebSocket client frame."""
-
-    type: str
-    channel: str = ""
-    since: int | None = None
-    data: bytes = b"null"
-    ref: Any = None
-
-
-_CLIENT_TYPES = {"subscribe", "unsubscribe", "publish", "ping"}
-
-
-def parse_client_frame(raw: str | bytes) -> ClientFrame:
-    """Decode and validate one client frame.
-
-    Raises:
-        WindsockError: ``bad_json``, ``bad_message``, ``unknown_type``,
-            ``bad_channel`` or ``bad_since``, with a message for the client.
-    """
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise WindsockError("bad_json", f"frame is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        raise WindsockError("bad_message")
-    kind = obj["type"]
-    if kind not in _CLIENT_TYPES:
-        raise WindsockError(
-            "unknown_type", f"unknown type {kind[:64]!r}; expected one of " + ", ".join(sorted(_CLIENT_TYPES))
-        )
-    ref = obj.get("ref")
-    if kind == "ping":
-        return ClientFrame(kind, ref=ref)
-    try:
-        channel = check_channel(obj.get("channel"))
-    except InvalidChannel as exc:
-        raise WindsockError("bad_channel", str(exc)) from None
-    if kind == "publish":
-        if "data" not in obj:
-            raise WindsockError("bad_message", "publish needs a 'data' field")
-        return ClientFrame(kind, channel, data=dumps(obj["data"]), ref=ref)
-    since = obj.get("since")
-    if since is not None:
-        since = parse_id(since)
-    return ClientFrame(kind, channel, since=since, ref=ref)
-
-
-def parse_id(value: object) -> int:
-    """Read a message id (an int, or a decimal string as in Last-Event-ID).
-
-    Raises:
-        WindsockError: ``bad_since``.
-    """
-    if isinstance(value, bool):
-        raise WindsockError("bad_since")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        result = int(value)
-    else:
-        raise WindsockError("bad_since")
-    if not 0 <= result < 2**63:
-        raise WindsockError("bad_since")
-    return result
-
-
-# Resume cursors.
-
-
-def encode_cursor(positions: dict[str, int]) -> str:
-    """Encode the last id seen on each channel as ``a=1,b=2`` ('=' and ',' never occur in names)."""
-    return ",".join(f"{channel}={pos}" for channel, pos in positions.items())
-
-
-def parse_cursor(text: str, channels: Sequence[str]) -> dict[str, int]:
-    """Read a Last-Event-ID for a stream over ``channels``.
-
-    A bare id applies to every channel (so ``0`` asks each for its history); a
-    cursor names each channel's id. Channels a cursor leaves out start live.
-
-    Raises:
-        WindsockError: ``bad_since``.
-    """
-    text = text.strip()
-    if "=" not in text:
-        pos = parse_id(text)
-        return {channel: pos for channel in channels}
-    wanted = set(channels)
-    result: dict[str, int] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise WindsockError("bad_since", "cursor must look like channel=id,channel=id")
-        if name in wanted:
-            result[name] = parse_id(value)
-    return result
 
 
 def plan_resume(since: int, seq: int, history: Sequence[Message]) -> tuple[list[Message], bool]:

@@ -15,6 +15,7 @@ from tornado.netutil import bind_sockets
 from app.brokers import make_broker
 from app.config import Settings
 from app.hub import Hub
+from app.namespaces import Namespaces
 from app.sources import Sources, start_sources
 from app.transports.common import Connections
 from app.web import make_app
@@ -34,7 +35,7 @@ class Server:
         self.hub = Hub(
             make_broker(settings),
             grace=settings.unsubscribe_grace,
-            skip_unchanged=settings.skip_unchanged,
+            namespaces=Namespaces.from_settings(settings),
         )
         self.connections = Connections(settings.heartbeat_interval)
         self.http: HTTPServer | None = None

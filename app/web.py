@@ -8,6 +8,7 @@ from tornado.web import url
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
+from app.namespaces import Namespaces
 from app.transports.common import Connections, JsonErrors
 from app.transports.health import HealthHandler
 from app.transports.http_api import ChannelHandler
@@ -28,8 +29,9 @@ class NotFoundHandler(JsonErrors):
 
 def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.web.Application:
     """Build the Tornado application for one worker."""
-    deps = {"hub": hub, "config": settings}
-    live = {**deps, "connections": connections}
+    # The hub's namespaces, so what handlers check and what the hub publishes agree.
+    namespaces = hub.namespaces or Namespaces(settings)
+    live = {"hub": hub, "config": settings, "connections": connections, "namespaces": namespaces}
     return tornado.web.Application(
         [
             url(r"/healthz", HealthHandler, live),

@@ -16,9 +16,10 @@ async def test_publish_answers_202_with_the_id(server: Any) -> None:
 
 
 async def test_get_channel_state(server: Any) -> None:
-    """GET answers the latest message, the history length and local subscribers."""
+    """GET answers the latest message, the history length, local subscribers and the namespace."""
     status, body, _ = await http("GET", f"{server.base}/api/channels/empty")
-    assert status == 200 and body == {"channel": "empty", "latest": None, "history": 0, "subscribers": 0}
+    assert status == 200 and body.pop("namespace")["name"] == "default"
+    assert body == {"channel": "empty", "latest": None, "history": 0, "subscribers": 0}
     ws = await WS.connect(server.ws)
     await ws.subscribe("state")
     await publish(server.base, "state", 1)

@@ -51,10 +51,10 @@ class ScriptedBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self.unsubscribed.append(channel)
 
-    async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, **options: Any) -> PublishResult:
         raise NotImplementedError  # the hub's publish is a pass-through; not what these tests are about
 
-    async def history(self, channel: str, since: int = 0) -> History:
+    async def history(self, channel: str, since: int = 0, *, latest: bool = False) -> History:
         self.history_calls += 1
         if self.gate is not None:
             await self.gate.wait()
@@ -62,7 +62,7 @@ class ScriptedBroker(Broker):
             self.failures -= 1
             raise WindsockError("broker_unavailable")
         kept = self.stored.get(channel, [])
-        return History(kept[-1].id if kept else 0, [m for m in kept if m.id > since])
+        return History(kept[-1].id if kept else 0, kept[-1:] if latest else [m for m in kept if m.id > since])
 
     # The test's levers.
 

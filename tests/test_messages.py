@@ -7,15 +7,12 @@ import struct
 
 import pytest
 
+from app.client_frames import encode_cursor, parse_client_frame, parse_cursor, parse_id
 from app.errors import WindsockError
 from app.messages import (
     Message,
-    encode_cursor,
     encode_envelope,
     encode_reset,
-    parse_client_frame,
-    parse_cursor,
-    parse_id,
     plan_resume,
     sse_comment,
     sse_event,

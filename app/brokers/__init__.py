@@ -17,7 +17,7 @@ def make_broker(settings: Settings) -> Broker:
     if scheme == "memory":
         from app.brokers.memory import MemoryBroker
 
-        return MemoryBroker(settings.history_size, settings.history_ttl)
+        return MemoryBroker(settings.history_size, settings.history_ttl, settings.idempotency_window)
     from app.brokers.redis import RedisBroker
 
     return RedisBroker(
@@ -25,4 +25,5 @@ def make_broker(settings: Settings) -> Broker:
         prefix=settings.redis_prefix,
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
+        idempotency_window=settings.idempotency_window,
     )

@@ -18,10 +18,15 @@ OnRecover = Callable[[], None]
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """The id a publish got, or the latest id if it was skipped as unchanged."""
+    """The id a publish got; the latest id if it was skipped as unchanged; the first id if a repeat.
+
+    ``duplicate``: the idempotency key was used on this channel within the
+    window, so nothing was published and ``id`` is what the first use got.
+    """
 
     id: int
     skipped: bool = False
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +84,34 @@ class Broker(abc.ABC):
     async def unsubscribe(self, channel: str) -> None: ...
 
     @abc.abstractmethod
-    async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        skip_unchanged: bool = False,
+        key: str | None = None,
+        history_size: int | None = None,
+        history_ttl: int | None = None,
+    ) -> PublishResult:
         """Store ``data`` (encoded JSON) in the channel's history and deliver it everywhere.
+
+        With an idempotency ``key`` already used on this channel within the
+        broker's window, nothing is published: the answer is the first use's
+        id, marked ``duplicate``. The check and the publish are one atomic
+        step, so two workers racing one key cannot both publish.
+        ``history_size`` and ``history_ttl`` override the broker's defaults
+        for this channel (its namespace's rules).
 
         Raises:
             WindsockError: ``broker_unavailable`` when the broker cannot be reached.
         """
 
     @abc.abstractmethod
-    async def history(self, channel: str, since: int = 0) -> History:
+    async def history(self, channel: str, since: int = 0, *, latest: bool = False) -> History:
         """The channel's latest id and its retained messages with ids above ``since``.
+
+        With ``latest``, only the newest retained message (if any), whatever ``since``.
 
         Raises:
             WindsockError: ``broker_unavailable`` when the broker cannot be reached.

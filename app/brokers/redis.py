@@ -3,7 +3,7 @@
 Per channel ``C`` under prefix ``P`` it keeps three keys: ``P:C:seq`` (the
 latest id), ``P:C:hist`` (a sorted set of envelopes scored by id) and
 ``P:C:last`` (the latest data, for skip-unchanged); messages travel on the
-pub/sub channel ``P:C``.
+pub/sub channel ``P:C``. ``P:C:idem:K`` holds the id idempotency key ``K`` got.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class RedisBroker(Broker):
         prefix: str = "windsock",
         history_size: int = 100,
         history_ttl: int = 0,
+        idempotency_window: int = 300,
         timeout: float = 2.0,
         ping_interval: float = 5.0,
     ) -> None:
@@ -51,6 +52,7 @@ class RedisBroker(Broker):
         self._prefix = prefix
         self._size = history_size
         self._ttl = history_ttl
+        self._window = idempotency_window
         self._timeout = timeout
         self._ping_interval = ping_interval
         # One retry replaces a pooled connection that died while Redis
@@ -158,25 +160,38 @@ class RedisBroker(Broker):
         base = f"{self._prefix}:{channel}"
         return [f"{base}:seq", f"{base}:hist", f"{base}:last"]
 
-    async def publish(self, channel: str, data: bytes, *, skip_unchanged: bool = False) -> PublishResult:
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        skip_unchanged: bool = False,
+        key: str | None = None,
+        history_size: int | None = None,
+        history_ttl: int | None = None,
+    ) -> PublishResult:
         args = [
             channel,
             data,
-            self._size,
+            self._size if history_size is None else history_size,
             "1" if skip_unchanged else "0",
             first_id() - 1,
-            self._ttl,
+            self._ttl if history_ttl is None else history_ttl,
             self._topic(channel),
+            self._window,
         ]
+        keys = self._keys(channel) + ([] if key is None else [f"{self._prefix}:{channel}:idem:{key}"])
         try:
-            sid, skipped = await self._publish_script(keys=self._keys(channel), args=args)
+            sid, skipped, duplicate = await self._publish_script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise WindsockError("broker_unavailable") from exc
-        return PublishResult(int(sid), skipped=bool(skipped))
+        return PublishResult(int(sid), skipped=bool(skipped), duplicate=bool(duplicate))
 
-    async def history(self, channel: str, since: int = 0) -> History:
+    async def history(self, channel: str, since: int = 0, *, latest: bool = False) -> History:
         try:
-            seq, flat = await self._history_script(keys=self._keys(channel)[:2], args=[since])
+            seq, flat = await self._history_script(
+                keys=self._keys(channel)[:2], args=[since, "1" if latest else "0"]
+            )
         except (RedisError, OSError) as exc:
             raise WindsockError("broker_unavailable") from exc
         # WITHSCORES alternates member, score; scores are ids below 2**53, exact.

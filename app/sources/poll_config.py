@@ -97,7 +97,7 @@ def load_pollers(path: str) -> list[PollerConfig]:
         raise ConfigError(f"SOURCES_FILE={path!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"SOURCES_FILE={path!r} is not valid TOML: {exc}") from None
-    unknown = set(document) - {"pollers"}
+    unknown = set(document) - {"pollers", "namespaces"}
     if unknown:
         raise ConfigError(f"SOURCES_FILE={path!r}: unknown top-level keys {sorted(unknown)}")
     tables = document.get("pollers", [])

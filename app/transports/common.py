@@ -19,6 +19,7 @@ from app.transports.tornado_compat import status_reason
 if TYPE_CHECKING:
     from app.config import Settings
     from app.hub import Hub
+    from app.namespaces import Namespaces
 
 __all__ = [
     "Connection",
@@ -96,10 +97,13 @@ class CoreHandler(JsonErrors):
     dependencies are received in one place.
     """
 
-    def initialize(self, hub: Hub, config: Settings, connections: Connections) -> None:
+    def initialize(
+        self, hub: Hub, config: Settings, connections: Connections, namespaces: Namespaces
+    ) -> None:
         self.hub = hub
         self.config = config
         self.connections = connections
+        self.namespaces = namespaces
         self.setup()
 
     def setup(self) -> None:

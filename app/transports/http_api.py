@@ -9,6 +9,7 @@ import tornado.web
 
 from app.auth import verify_token
 from app.channels import InvalidChannel, check_channel
+from app.client_frames import parse_idempotency_key
 from app.errors import WindsockError
 from app.messages import dumps
 from app.transports.common import CoreHandler, token_from
@@ -71,9 +72,9 @@ class ChannelHandler(CoreHandler):
             raise WindsockError("unauthorized", "publishing needs 'Authorization: Bearer <PUBLISH_KEY>'")
 
     def _authorize_read(self) -> None:
-        """With SUBSCRIBE_SECRET set, reading a channel's latest message needs what subscribing needs."""
+        """Reading a channel's latest message needs what subscribing needs (its namespace's token rule)."""
         secret = self.config.subscribe_secret
-        if not secret:
+        if not secret or not self.namespaces(self.channel).token:
             return
         token = token_from(self)
         key = self.config.publish_key
@@ -109,8 +110,14 @@ class ChannelHandler(CoreHandler):
         except orjson.JSONDecodeError as exc:
             raise WindsockError("bad_json", f"body is not valid JSON: {exc}") from None
         skip = self.get_argument("skip_unchanged", "").lower() in _TRUE
-        result = await self.hub.publish(self.channel, dumps(data), skip_unchanged=skip)
-        if result.skipped:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None:
+            key = parse_idempotency_key(key)
+        result = await self.hub.publish(self.channel, dumps(data), skip_unchanged=skip, key=key)
+        if result.duplicate:
+            # 200, not 202: nothing new was accepted, and the id is the first publish's.
+            self.finish({"id": result.id, "channel": self.channel, "duplicate": True})
+        elif result.skipped:
             self.finish({"id": result.id, "channel": self.channel, "skipped": True})
         else:
             self.set_status(202)
@@ -123,11 +130,12 @@ class ChannelHandler(CoreHandler):
         self.set_header("Cache-Control", "no-store")
         # The latest envelope is spliced in as stored: no decode and re-encode.
         self.finish(
-            b'{"channel":"%s","latest":%s,"history":%d,"subscribers":%d}'
+            b'{"channel":"%s","latest":%s,"history":%d,"subscribers":%d,"namespace":%s}'
             % (
                 self.channel.encode(),
                 latest.envelope if latest else b"null",
                 len(history.messages),
                 self.hub.subscriber_count(self.channel),
+                dumps(self.namespaces(self.channel).describe()),
             )
         )

@@ -15,16 +15,9 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from app.auth import verify_token
+from app.client_frames import LATEST, encode_cursor, parse_cursor, parse_since
 from app.errors import WindsockError
-from app.messages import (
-    Message,
-    encode_cursor,
-    encode_reset,
-    http_chunk,
-    parse_cursor,
-    sse_comment,
-    sse_event,
-)
+from app.messages import Message, encode_reset, http_chunk, sse_comment, sse_event
 from app.transports.common import CoreHandler, token_from
 from app.transports.stream import Coalescing
 from app.transports.tornado_compat import chunked_output, release_response, write_now
@@ -59,9 +52,10 @@ class EventsHandler(CoreHandler, Coalescing):
             raise WindsockError("bad_channel", "give at least one ?channel=")
         if self.connections.count(self.kind) >= self.config.max_sse_connections:
             raise WindsockError("too_many_connections")
-        if self.config.subscribe_secret:
+        guarded = [c for c in channels if self.namespaces(c).token] if self.config.subscribe_secret else []
+        if guarded:
             grant = verify_token(token_from(self), self.config.subscribe_secret)
-            refused = [c for c in channels if not grant.allows(c)]
+            refused = [c for c in guarded if not grant.allows(c)]
             if refused:
                 raise WindsockError("forbidden", f"token does not allow channel {refused[0]}")
             # The stream ends when the token does; EventSource reconnects
@@ -70,7 +64,12 @@ class EventsHandler(CoreHandler, Coalescing):
             expiry = loop.call_later(max(0.0, grant.expires - time.time()), self._end)
             self.done.add_done_callback(lambda _: expiry.cancel())
         last_id = self.request.headers.get("Last-Event-ID") or self.get_argument("last_event_id", "")
-        self.since = parse_cursor(last_id, channels) if last_id else {}
+        if last_id:
+            self.since = parse_cursor(last_id, channels)
+        elif (since := self.get_argument("since", "")) != "":
+            # A first connection's start; EventSource's reconnects send Last-Event-ID instead.
+            start = parse_since(since)
+            self.since = {channel: start for channel in channels}
 
         self.channels = channels
         subscribed: list[str] = []
@@ -137,7 +136,7 @@ class EventsHandler(CoreHandler, Coalescing):
         since = self.since.get(channel)
         # After a loss the replay starts from the oldest kept message, so the
         # position to resume from until then is "everything" (0).
-        self.positions[channel] = 0 if lost else (seq if since is None else since)
+        self.positions[channel] = 0 if lost else (seq if since is None or since == LATEST else since)
         if lost:
             self.reset(channel, seq)
 

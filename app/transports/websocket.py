@@ -12,10 +12,10 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketProtocol13
 
 from app.auth import Grant, verify_token
-from app.channels import Patterns
+from app.client_frames import ClientFrame, parse_client_frame
 from app.errors import WindsockError
 from app.limits import TokenBucket
-from app.messages import ClientFrame, Message, dumps, encode_reset, parse_client_frame, ws_text_frame
+from app.messages import Message, dumps, encode_reset, ws_text_frame
 from app.transports.common import CoreHandler, token_from
 from app.transports.stream import Coalescing
 from app.transports.tornado_compat import protocol_params, release_response, write_now
@@ -40,7 +40,6 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
     def setup(self) -> None:
         config = self.config
         self._turns = self.connections.write_turns
-        self.client_publish = Patterns(config.client_publish)
         self.channels: set[str] = set()
         self.grant: Grant | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -87,8 +86,11 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
 
     def _authenticate(self) -> bool:
         """Verify the subscribe token; close 4401 with the reason if it is not good."""
+        token = token_from(self)
+        if not token and self.namespaces.any_public:
+            return True  # public channels only: each subscribe checks its namespace's rule
         try:
-            self.grant = verify_token(token_from(self), self.config.subscribe_secret)
+            self.grant = verify_token(token, self.config.subscribe_secret)
         except WindsockError as exc:
             self.close(CLOSE_UNAUTHORIZED, exc.message)
             return False
@@ -134,10 +136,14 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
 
     async def _subscribe(self, frame: ClientFrame) -> None:
         channel = frame.channel
-        if self.grant is not None and not self.grant.allows(channel):
-            # Nothing is delivered to a client that asks beyond its token.
-            self.close(CLOSE_FORBIDDEN, f"token does not allow channel {channel}")
-            return
+        if self.config.subscribe_secret and self.namespaces(channel).token:
+            if self.grant is None:
+                self.close(CLOSE_UNAUTHORIZED, f"channel {channel} needs a subscribe token")
+                return
+            if not self.grant.allows(channel):
+                # Nothing is delivered to a client that asks beyond its token.
+                self.close(CLOSE_FORBIDDEN, f"token does not allow channel {channel}")
+                return
         if channel in self.channels:
             # A repeated subscribe is a request to resume from a new position.
             self.hub.unsubscribe(channel, self)
@@ -157,10 +163,13 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
         self._send({"type": "unsubscribed", "channel": frame.channel, "ref": frame.ref})
 
     async def _publish(self, frame: ClientFrame) -> None:
-        if not self.client_publish.match(frame.channel):
+        if not self.namespaces(frame.channel).client_publish:
             raise WindsockError("forbidden", f"clients may not publish to {frame.channel!r}")
-        result = await self.hub.publish(frame.channel, frame.data)
-        self._send({"type": "published", "channel": frame.channel, "id": result.id, "ref": frame.ref})
+        result = await self.hub.publish(frame.channel, frame.data, key=frame.key)
+        reply = {"type": "published", "channel": frame.channel, "id": result.id, "ref": frame.ref}
+        if result.duplicate:
+            reply["duplicate"] = True
+        self._send(reply)
 
     # The hub's Subscriber interface.
 
