@@ -17,7 +17,7 @@ from app.sources.udp import BadDatagram, parse_datagram
 from tests.helpers import WS, eventually
 from tests.hostile_cases import json_values
 
-REASONS = {"too_large", "not_utf8", "bad_json", "not_object", "bad_token", "bad_channel"}
+REASONS = {"too_large", "not_utf8", "bad_json", "not_object", "bad_token", "bad_key", "bad_channel"}
 
 _json = json_values
 _datagram = st.one_of(
@@ -29,6 +29,7 @@ _datagram = st.one_of(
             "sensor": _json | st.text(max_size=140),
             "channel": _json | st.text(max_size=140),
             "token": _json,
+            "idempotency_key": _json | st.text(max_size=140),
             "temperature": _json,
         },
     ).map(lambda v: json.dumps(v).encode()),
@@ -40,14 +41,14 @@ _datagram = st.one_of(
 def test_any_datagram_is_published_or_dropped_with_a_reason(raw: bytes, token: str) -> None:
     """Every datagram yields a valid channel and a JSON object stamped 'ts', or a BadDatagram reason."""
     try:
-        channel, data = parse_datagram(raw, token=token, max_bytes=256, received=1.5)
+        channel, data, _ = parse_datagram(raw, token=token, max_bytes=256, received=1.5)
     except BadDatagram as exc:
         assert exc.reason in REASONS and str(exc)
         return
     assert is_valid_channel(channel)
     reading = orjson.loads(data)
     assert isinstance(reading, dict) and reading["ts"] == 1.5
-    assert "token" not in reading and "channel" not in reading
+    assert "token" not in reading and "channel" not in reading and "idempotency_key" not in reading
 
 
 async def test_garbage_flood_never_stops_the_listener(make_server: Any) -> None:

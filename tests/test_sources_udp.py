@@ -50,6 +50,30 @@ async def test_datagram_reaches_websocket_and_sse(pair: tuple[Any, Any]) -> None
     await hang_up(ws, sse)
 
 
+async def test_a_reading_sent_again_under_its_key_is_published_once(pair: tuple[Any, Any]) -> None:
+    """Datagrams repeating an idempotency_key publish once; the key is not data; a new key publishes again."""
+    listener, server = pair
+    ws = await WS.connect(server.ws)
+    await ws.subscribe("sensors.resend")
+    udp = listener.sources.one("udp")
+    first = {"sensor": "resend", "v": 1, "idempotency_key": "resend-1"}
+    send(
+        udp.port,
+        first,
+        first,
+        {**first, "v": "changed"},
+        {"sensor": "resend", "v": 2, "idempotency_key": "resend-2"},
+    )
+    got = await ws.messages(2)
+    assert [(m["data"]["v"], "idempotency_key" in m["data"]) for m in got] == [(1, False), (2, False)]
+    await eventually(lambda: udp.published + udp.duplicates == 4)
+    assert (udp.published, udp.duplicates) == (2, 2)
+    # Nothing else arrives: the next frame is the answer to a ping sent now.
+    await ws.send({"type": "ping", "ref": "end"})
+    assert await ws.recv() == {"type": "pong", "ref": "end"}
+    await hang_up(ws)
+
+
 async def test_channel_rule_and_stripped_fields(make_server: Any) -> None:
     """The channel field wins, else sensors.<sensor>, else sensors; channel and token are not published."""
     server = await make_server(sources=("udp",), udp_port=0)
@@ -177,6 +201,8 @@ async def _healthy(server: Any) -> bool:
         (b'{"channel": ""}', "bad_channel"),
         (b'{"sensor": ["a"]}', "bad_channel"),
         (b'{"sensor": "a"}', "bad_token"),
+        (b'{"idempotency_key": "a b"}', "bad_key"),
+        (b'{"idempotency_key": 7}', "bad_key"),
     ],
 )
 def test_parse_datagram_reasons(raw: bytes, reason: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
@@ -62,35 +63,53 @@ def held_back(count: int) -> str:
     return f" ({count} more since the last report)" if count else ""
 
 
-class Publisher:
-    """Publishes for one source; a broker outage is counted and logged now and then, never raised."""
+# Waits before each retry of a publish the broker failed. A failure can come
+# after Redis ran the publish (a timeout on the answer), so every retry
+# carries the first try's idempotency key and cannot publish twice. Short,
+# because a source's readings queue up behind the retries.
+_RETRIES = (0.1, 0.5)
 
-    def __init__(self, hub: Hub, source: str, interval: float = 10.0) -> None:
+
+class Publisher:
+    """Publishes for one source, retrying under one idempotency key; failures are counted, never raised."""
+
+    def __init__(
+        self, hub: Hub, source: str, interval: float = 10.0, retries: tuple[float, ...] = _RETRIES
+    ) -> None:
         self.hub = hub
         self.source = source
         self.errors = 0
+        self.retried = 0
+        self._retries = retries
         self._throttle = Throttle(interval)
 
     async def __call__(
-        self, channel: str, data: bytes, *, skip_unchanged: bool = False
+        self, channel: str, data: bytes, *, skip_unchanged: bool = False, key: str | None = None
     ) -> PublishResult | None:
-        """Publish encoded JSON ``data``; None if the broker could not take it."""
-        try:
-            return await self.hub.publish(channel, data, skip_unchanged=skip_unchanged)
-        except Exception as exc:
-            # A broker outage, or a bug: either way the source must carry on.
-            self.errors += 1
-            held = self._throttle()
-            if held is not None:
-                log.warning(
-                    "%s: cannot publish to %s: %s%s",
-                    self.source,
-                    channel,
-                    exc,
-                    held_back(held),
-                    exc_info=not isinstance(exc, WindsockError),
-                )
-            return None
+        """Publish encoded JSON ``data`` under ``key`` (default: a new one); None if it never got through."""
+        key = key or uuid.uuid4().hex
+        for delay in (*self._retries, None):
+            try:
+                return await self.hub.publish(channel, data, skip_unchanged=skip_unchanged, key=key)
+            except Exception as exc:
+                if delay is not None and isinstance(exc, WindsockError) and exc.code == "broker_unavailable":
+                    self.retried += 1
+                    await asyncio.sleep(delay)
+                    continue
+                # A broker outage, or a bug: either way the source must carry on.
+                self.errors += 1
+                held = self._throttle()
+                if held is not None:
+                    log.warning(
+                        "%s: cannot publish to %s: %s%s",
+                        self.source,
+                        channel,
+                        exc,
+                        held_back(held),
+                        exc_info=not isinstance(exc, WindsockError),
+                    )
+                return None
+        return None
 
 
 Job = Callable[[], Coroutine[Any, Any, None]]

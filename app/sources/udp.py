@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from app.channels import InvalidChannel, check_channel
+from app.client_frames import parse_idempotency_key
 from app.config import ConfigError, Settings
+from app.errors import WindsockError
 from app.hub import Hub
 from app.messages import dumps
 from app.sources.base import Publisher, Throttle, held_back, stop_tasks, unix_time
@@ -45,16 +47,18 @@ class BadDatagram(ValueError):
 
 def parse_datagram(
     raw: bytes, *, token: str = "", max_bytes: int = 8192, received: float = 0.0
-) -> tuple[str, bytes]:
-    """Turn one datagram into (channel, encoded data), stamped with ``received`` as ``ts``.
+) -> tuple[str, bytes, str | None]:
+    """Turn one datagram into (channel, encoded data, idempotency key), stamped with ``received`` as ``ts``.
 
     The channel is the ``channel`` field if present, else ``sensors.<sensor>``
-    if there is a ``sensor`` field, else ``sensors``. The ``channel`` and
-    ``token`` fields are routing, not data, and are stripped.
+    if there is a ``sensor`` field, else ``sensors``. The ``channel``,
+    ``token`` and ``idempotency_key`` fields are routing, not data, and are
+    stripped. A sensor that sends a reading again (UDP gives no delivery
+    receipt) sends it with the same ``idempotency_key``, so it is published once.
 
     Raises:
         BadDatagram: reason ``too_large``, ``not_utf8``, ``bad_json``,
-            ``not_object``, ``bad_token`` or ``bad_channel``.
+            ``not_object``, ``bad_token``, ``bad_key`` or ``bad_channel``.
     """
     if len(raw) > max_bytes:
         raise BadDatagram("too_large", f"{len(raw)} bytes is over UDP_MAX_BYTES={max_bytes}")
@@ -71,8 +75,14 @@ def parse_datagram(
     sent = reading.pop("token", None)
     if token and not (isinstance(sent, str) and hmac.compare_digest(sent.encode(), token.encode())):
         raise BadDatagram("bad_token", "missing or wrong token")
+    key = reading.pop("idempotency_key", None)
+    if key is not None:
+        try:
+            key = parse_idempotency_key(key)
+        except WindsockError as exc:
+            raise BadDatagram("bad_key", exc.message) from None
     reading["ts"] = received
-    return _channel(reading), dumps(reading)
+    return _channel(reading), dumps(reading), key
 
 
 def _channel(reading: dict[str, Any]) -> str:
@@ -96,12 +106,13 @@ class UdpListener(asyncio.DatagramProtocol):
         self.port = 0
         self.received = 0
         self.published = 0
+        self.duplicates = 0  # readings sent again under an idempotency key already published
         self.dropped: Counter[str] = Counter()
         self._publish = publish
         self._token = token
         self._max_bytes = max_bytes
         self._throttle = Throttle(_LOG_INTERVAL)
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_QUEUE)
+        self._queue: asyncio.Queue[tuple[str, bytes, str | None]] = asyncio.Queue(_QUEUE)
         self._transport: asyncio.DatagramTransport | None = None
         self._sender: asyncio.Task[None] | None = None
 
@@ -125,6 +136,7 @@ class UdpListener(asyncio.DatagramProtocol):
             "port": self.port,
             "received": self.received,
             "published": self.published,
+            "duplicates": self.duplicates,
             "dropped": dict(self.dropped),
             "publish_errors": self._publish.errors,
         }
@@ -152,8 +164,11 @@ class UdpListener(asyncio.DatagramProtocol):
 
     async def _send(self) -> None:
         while True:
-            channel, data = await self._queue.get()
-            if await self._publish(channel, data) is not None:
+            channel, data, key = await self._queue.get()
+            result = await self._publish(channel, data, key=key)
+            if result is not None and result.duplicate:
+                self.duplicates += 1
+            elif result is not None:
                 self.published += 1
 
 
