@@ -320,6 +320,11 @@ _NATIVE = "tests/stack/test_readme_journeys.py::"
 _DOCKER = "tests/docker/test_readme_journeys.py::"
 _CLIENT = "tests/client/test_cli.py::test_readme_cli_journey"
 
+IDEMPOTENT_RETRY = (
+    "for try in 1 2; do curl -s -X POST localhost:8080/api/channels/orders "
+    "-H 'Idempotency-Key: order-1234' -d '{\"total\": 12.5}'; echo; done"
+)
+
 JOURNEYS: dict[str, tuple[str, ...]] = {
     "docker compose up": (_DOCKER + "test_docker_compose_up_serves_the_page",),
     "make run": (
@@ -365,6 +370,7 @@ JOURNEYS: dict[str, tuple[str, ...]] = {
     "--secret change-me-to-32-or-more-random-bytes --channel 'sensors.*')\"": (
         _NATIVE + "test_subscribe_token_journey",
     ),
+    IDEMPOTENT_RETRY: (_NATIVE + "test_a_retry_under_the_same_key_publishes_once",),
     "WORKERS=8 make run": (_NATIVE + "test_workers_8_make_run_runs_8_workers",),
     "docker compose up -d --scale app=2": (_DOCKER + "test_scale_up_then_make_scale",),
     "make scale N=3": (_DOCKER + "test_scale_up_then_make_scale",),

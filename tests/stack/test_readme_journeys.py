@@ -44,6 +44,10 @@ NC = (
 NC_LATEST = "curl localhost:8080/api/channels/sensors.greenhouse-1"
 SENSOR = "python -m app.tools.sensor --host 127.0.0.1 --port 9999 --sensors 5 --rate 10 --count 100"
 SENSOR_LATEST = "curl localhost:8080/api/channels/sensors.sim-1"
+IDEMPOTENT_RETRY = (
+    "for try in 1 2; do curl -s -X POST localhost:8080/api/channels/orders "
+    "-H 'Idempotency-Key: order-1234' -d '{\"total\": 12.5}'; echo; done"
+)
 
 
 def free_udp_port() -> int:
@@ -166,6 +170,15 @@ def test_nc_datagram_becomes_the_channels_latest(made_run: MadeRun) -> None:
 def test_sensor_simulator_sends_its_count(made_run: MadeRun) -> None:
     """The simulator sends 100 readings from 5 sensors and says so; sensors.sim-1 then holds its 20."""
     simulator_journey(manual_command(SENSOR), manual_command(SENSOR_LATEST), made_run.values)
+
+
+def test_a_retry_under_the_same_key_publishes_once(made_run: MadeRun) -> None:
+    """The docs' two tries with one Idempotency-Key: 202, then the same id marked duplicate; one kept."""
+    out = check(manual_command(IDEMPOTENT_RETRY), made_run.values, shell_env())
+    first, second = (json.loads(line) for line in out.splitlines() if line.strip())
+    assert "duplicate" not in first and second == {**first, "duplicate": True}
+    status, body, _ = get(f"{made_run.base}/api/channels/orders")
+    assert status == 200 and json.loads(body)["history"] == 1
 
 
 def test_ctrl_c_stops_make_run_and_leaves_nothing(made_run: MadeRun) -> None:
