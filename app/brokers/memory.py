@@ -100,7 +100,7 @@ class MemoryBroker(Broker):
         if state is None:
             return History(0)
         if latest:
-            return History(state.seq, list(state.history)[-1:])
+            return History(state.seq, [state.history[-1]] if state.history else [])
         return History(state.seq, [m for m in state.history if m.id > since])
 
     def _expire(self, now: float) -> None:
