@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 import redis
 
+from app.brokers.base import PublishResult
+from app.brokers.redis import RedisBroker
+from app.errors import WindsockError
+from app.hub import Hub
+from app.sources.base import Publisher
 from tests.helpers import WS, eventually, http
 
 
@@ -137,3 +143,42 @@ async def test_redis_keeps_each_key_no_longer_than_the_window(redis_server: Any,
         assert all(0 < client.ttl(k) <= 120 for k in keys)
     finally:
         client.close()
+
+
+class LosesAnswers(RedisBroker):
+    """A real Redis broker whose first ``lose`` publishes reach Redis but answer broker_unavailable."""
+
+    def __init__(self, url: str, prefix: str, lose: int) -> None:
+        super().__init__(url, prefix=prefix)
+        self.lose = lose
+
+    async def publish(self, channel: str, data: bytes, **options: Any) -> PublishResult:
+        result = await super().publish(channel, data, **options)
+        if self.lose:
+            self.lose -= 1
+            raise WindsockError("broker_unavailable")  # as a timeout after Redis ran the script looks
+        return result
+
+
+async def test_a_source_retry_after_a_lost_answer_publishes_once(
+    redis_server: Any, make_settings: Any
+) -> None:
+    """A source's publish that reached Redis but lost its answer is retried under its key: published once."""
+    settings = make_settings(redis_url=redis_server.url)
+    broker = LosesAnswers(redis_server.url, settings.redis_prefix, lose=2)
+    hub = Hub(broker)
+    await hub.start()
+    try:
+        publish = Publisher(hub, "test", retries=(0.01, 0.01))
+        result = await publish("src.retry", b'{"v":1}')
+        assert result is not None and result.duplicate and publish.retried == 2 and publish.errors == 0
+        history = await hub.history("src.retry")
+        assert [m.data() for m in history.messages] == [{"v": 1}]
+        # The same three tries without a key publish it three times.
+        broker.lose = 2
+        for _ in range(3):
+            with contextlib.suppress(WindsockError):
+                await hub.publish("src.unkeyed", b'{"v":1}')
+        assert len((await hub.history("src.unkeyed")).messages) == 3
+    finally:
+        await hub.stop()
