@@ -90,7 +90,7 @@ def wait_healthy(stack: ComposeStack, image: str, timeout: float) -> dict[str, t
 
 
 async def test_rolling_deploy_of_new_app_image_loses_nothing(stack: ComposeStack) -> None:
-    """`up -d --no-deps app` with a new image at 100 msg/s: resuming clients lose and duplicate nothing."""
+    """`up -d --no-deps app` with a new image at 100 msg/s, keyed publisher: nothing lost, nothing twice."""
     tag = stack.env["WINDSOCK_TAG"]
     before = app_images(stack)
     assert len(before) == REPLICAS, before
@@ -110,27 +110,34 @@ async def test_rolling_deploy_of_new_app_image_loses_nothing(stack: ComposeStack
         await in_thread(wait_healthy, stack, new_image, 120)
         timing["healthy"] = time.monotonic() - began
 
+    # Keyed: the publisher retries a refused publish (a 502 or 503, or no
+    # answer) with the same Idempotency-Key, so a refused publish that did go
+    # through is answered `200 duplicate` with its id instead of published again.
     ledger = await run_scenario(
-        stack.base, "e2e.deploy", clients=CLIENTS, rate=RATE, fault=deploy, settle=5.0
+        stack.base, "e2e.deploy", clients=CLIENTS, rate=RATE, fault=deploy, settle=5.0, keyed=True
     )
     figures = ledger.report(f"rolling deploy (up -d --no-deps app) of a new image at {RATE:.0f} msg/s")
     after = app_images(stack)
     ips_after = sorted(c.ip for c in stack.containers())
     # Ids the subscribers got that the publisher never saw accepted (a 502 whose publish went through).
-    unconfirmed = sorted({i for s in ledger.subscribers for i in s.received} - set(ledger.publisher.accepted))
+    unconfirmed = ledger.unconfirmed()
     print(
         f"[deploy] app addresses {ips_before} -> {ips_after}; "
-        f"delivered but not confirmed to the publisher: {unconfirmed}"
+        f"delivered but not confirmed to the publisher: {unconfirmed}; "
+        f"refused {figures['refused']}, retried {figures['retried']}, "
+        f"answered duplicate {figures['duplicate_answers']}"
     )
     print(
         f"[deploy] image build {built:.1f} s; `up -d` returned after {timing['up']:.1f} s; "
         f"all {REPLICAS} replicas healthy after {timing['healthy']:.1f} s; "
         f"image {sorted(set(before.values()))} -> {sorted(set(after.values()))}"
     )
-    TIMINGS["rolling deploy (up -d --no-deps app, new image, 100 msg/s)"] = (
+    TIMINGS["rolling deploy (up -d --no-deps app, new image, 100 msg/s, keyed publisher)"] = (
         f"`up -d` {timing['up']:.1f} s, every replica healthy {timing['healthy']:.1f} s; "
         f"published {figures['published']}, delivered {figures['delivered']}, lost {figures['lost']}, "
-        f"duplicated {figures['duplicated']}, refused {figures['refused']}, "
+        f"duplicated ids {figures['duplicated']}, duplicated payloads {figures['duplicated_payloads']}, "
+        f"refused {figures['refused']}, retried {figures['retried']}, "
+        f"answered duplicate {figures['duplicate_answers']}, "
         f"reconnects {figures['reconnects']}, delivered though refused {len(unconfirmed)}"
     )
     NOTES.append(f"deploy: app containers {sorted(before)} -> {sorted(after)}")
@@ -141,4 +148,6 @@ async def test_rolling_deploy_of_new_app_image_loses_nothing(stack: ComposeStack
     assert figures["resets"] == 0, figures
     assert figures["lost"] == 0, figures
     assert figures["duplicated"] == 0, figures
+    assert figures["duplicated_payloads"] == 0, figures
+    assert unconfirmed == [], "a refused publish that went through must be confirmed by its keyed retry"
     assert figures["out_of_order"] == 0, figures

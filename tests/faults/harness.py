@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class Subscriber:
     channel: str
     transport: str  # "ws" or "sse"
     received: list[int] = field(default_factory=list)
+    payloads: dict[int, int] = field(default_factory=dict)  # id -> the publisher's payload number n
     last: int | None = None
     reconnects: int = 0
     resets: int = 0
@@ -74,9 +76,11 @@ class Subscriber:
             return
         self.received.append(message["id"])
         self.last = message["id"]
-        sent = message["data"].get("t") if isinstance(message["data"], dict) else None
-        if sent is not None:
-            self.latencies.append(time.time() - sent)
+        data = message["data"] if isinstance(message["data"], dict) else {}
+        if "n" in data:
+            self.payloads[message["id"]] = data["n"]
+        if "t" in data:
+            self.latencies.append(time.time() - data["t"])
 
     async def _ws(self, stop: asyncio.Event) -> None:
         ws = await WS.connect(f"{self.base.replace('http', 'ws', 1)}/ws")
@@ -120,24 +124,50 @@ class Subscriber:
 
 @dataclass
 class Publisher:
-    """Publishes at a fixed rate through nginx, retrying refused publishes; records accepted ids."""
+    """Publishes at a fixed rate through nginx, retrying refused publishes; records accepted ids.
+
+    A refused payload ``n`` is sent again (``n`` only advances once accepted).
+    ``keyed``: every attempt for ``n`` carries the same Idempotency-Key, a
+    ``200 duplicate`` answer counts as accepted (its id is the first
+    publish's), and a request that got no answer at all is retried too.
+    """
 
     base: str
     channel: str
     rate: float
+    keyed: bool = False
     accepted: list[int] = field(default_factory=list)
-    refused: dict[int, int] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)  # status (0: no answer) -> count
+    retried: int = 0  # attempts that repeated a payload already sent
+    duplicate_answers: int = 0  # 200 duplicate: the key had published it already
+    prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # the keys are this run's alone
+
+    def key(self, n: int) -> str:
+        return f"{self.channel}-{self.prefix}-{n}"
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         n = 0
+        tried = -1
+        url = f"{self.base}/api/channels/{self.channel}"
         while not stop.is_set():
-            status, body, _ = await http(
-                "POST", f"{self.base}/api/channels/{self.channel}", {"n": n, "t": time.time()}
-            )
-            if status == 202:
+            if tried == n:
+                self.retried += 1
+            tried = n
+            headers = {"Idempotency-Key": self.key(n)} if self.keyed else None
+            try:
+                status, body, _ = await http("POST", url, {"n": n, "t": time.time()}, headers)
+            except (AssertionError, OSError):
+                # No answer at all (http() asserts a response; a timeout has
+                # none): the publish may or may not have happened. Only a key
+                # makes sending it again safe.
+                if not self.keyed:
+                    raise
+                status, body = 0, None
+            if status == 202 or (self.keyed and status == 200 and body.get("duplicate") is True):
                 self.accepted.append(body["id"])
+                self.duplicate_answers += status == 200
                 n += 1
             else:
                 self.refused[status] = self.refused.get(status, 0) + 1
@@ -153,10 +183,16 @@ class Ledger:
     publisher: Publisher
     subscribers: list[Subscriber]
 
+    def unconfirmed(self) -> list[int]:
+        """Ids some subscriber got that the publisher never saw accepted (e.g. a 502 that published)."""
+        return sorted({i for s in self.subscribers for i in s.received} - set(self.publisher.accepted))
+
     def figures(self) -> dict[str, Any]:
         accepted = set(self.publisher.accepted)
         lost = [len(accepted - set(s.received)) for s in self.subscribers]
         duplicated = [len(s.received) - len(set(s.received)) for s in self.subscribers]
+        # A payload n received under two ids was published twice: ids alone cannot show it.
+        duplicated_payloads = [len(s.payloads) - len(set(s.payloads.values())) for s in self.subscribers]
         disordered = sum(
             any(b <= a for a, b in zip(s.received, s.received[1:], strict=False)) for s in self.subscribers
         )
@@ -165,10 +201,15 @@ class Ledger:
         return {
             "published": len(accepted),
             "refused": dict(self.publisher.refused),
+            "retried": self.publisher.retried,
+            "keyed": self.publisher.keyed,
+            "duplicate_answers": self.publisher.duplicate_answers,
             "subscribers": len(self.subscribers),
             "delivered": sum(len(s.received) for s in self.subscribers),
             "lost": sum(lost),
             "duplicated": sum(duplicated),
+            "duplicated_payloads": sum(duplicated_payloads),
+            "delivered_not_confirmed": len(self.unconfirmed()),
             "out_of_order": disordered,
             "reconnects": sum(s.reconnects for s in self.subscribers),
             "resets": sum(s.resets for s in self.subscribers),
@@ -182,19 +223,29 @@ class Ledger:
 
 
 async def run_scenario(
-    base: str, channel: str, clients: int, rate: float, fault: Any, settle: float = 2.0
+    base: str, channel: str, clients: int, rate: float, fault: Any, settle: float = 2.0, keyed: bool = False
 ) -> Ledger:
-    """Start clients (half WebSocket, half SSE) and a publisher, run ``fault``, let it settle, stop."""
+    """Start clients (half WebSocket, half SSE) and a publisher, run ``fault``, let it settle, stop.
+
+    ``keyed``: the publisher sends an Idempotency-Key with every publish (see Publisher).
+    """
     subscribers = [Subscriber(base, channel, "ws" if i % 2 == 0 else "sse") for i in range(clients)]
     stop = asyncio.Event()
     tasks = [asyncio.ensure_future(s.run(stop)) for s in subscribers]
     await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in subscribers)), 60)
-    publisher = Publisher(base, channel, rate)
+    publisher = Publisher(base, channel, rate, keyed=keyed)
     pub_stop = asyncio.Event()
     pub_task = asyncio.ensure_future(publisher.run(pub_stop))
-    await asyncio.sleep(1.0)
-    await fault()
-    await asyncio.sleep(settle)
+    try:
+        await asyncio.sleep(1.0)
+        await fault()
+        await asyncio.sleep(settle)
+    except BaseException:
+        # A failed fault ends the run: stop the clients before reporting it.
+        pub_stop.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(pub_task, *tasks, return_exceptions=True), 30)
+        raise
     pub_stop.set()
     await pub_task
     # Let the last messages arrive and every resume finish before counting.
