@@ -299,6 +299,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         "UDP_PORT": str(free_udp_port()),
         "WORKERS": str(WORKERS),
         "LOG_LEVEL": "WARNING",
+        # The sources file the image ships, as .env.example says: its
+        # namespaces reach every container (test_compose_stack checks them).
+        "SOURCES_FILE": "/app/sources.example.toml",
         # Publishing and sensors open, whatever the developer's shell exports.
         "PUBLISH_KEY": "",
         "UDP_TOKEN": "",

@@ -136,6 +136,24 @@ async def test_page_and_health_from_every_replica_and_worker(stack: ComposeStack
         assert body["broker"]["kind"] == "redis" and body["broker"]["healthy"] is True
 
 
+async def test_every_replica_applies_the_sources_files_namespaces(stack: ComposeStack) -> None:
+    """SOURCES_FILE's [[namespaces]] reach every replica: every worker names chat.lobby's namespace 'chat'."""
+    answers: dict[str, tuple[str, int, bool]] = {}
+    for _ in range(20 * len(stack.workers())):
+        status, body, response = await http("GET", f"{stack.base}/api/channels/chat.lobby")
+        assert status == 200, body
+        rules = body["namespace"]
+        answers[response.headers["X-Windsock-Worker"]] = (
+            rules["name"],
+            rules["history_size"],
+            rules["client_publish"],
+        )
+        if len(answers) == len(stack.workers()):
+            break
+    assert set(answers) == stack.workers(), f"answered: {sorted(answers)}"
+    assert set(answers.values()) == {("chat", 50, True)}, answers
+
+
 async def test_publish_and_udp_reach_subscribers_on_every_replica(stack: ComposeStack) -> None:
     """An HTTP publish and a UDP sensor datagram reach WebSocket and SSE subscribers on all 3 replicas."""
     workers = stack.workers()
