@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 __all__ = ["main"]
 
@@ -41,9 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--since",
         default=None,
-        metavar="ID|0",
-        help="resume after this id on every channel (0: the whole history), or a cursor a=17,b=42; "
-        "default: from now on",
+        metavar="ID|0|latest",
+        help="resume after this id on every channel (0: the whole history; latest: each channel's "
+        "newest message, then live), or a cursor a=17,b=latest; default: from now on",
     )
     sub.add_argument("--transport", choices=["websocket", "sse"], default="websocket")
     sub.add_argument("--count", type=_positive, default=None, metavar="N", help="exit 0 after N messages")
@@ -70,22 +70,30 @@ def _positive(text: str) -> int:
     return value
 
 
-def _since(text: str | None) -> int | dict[str, int] | None:
+def _since(text: str | None) -> int | Literal["latest"] | dict[str, int | Literal["latest"]] | None:
     if text is None:
         return None
     try:
         if "=" not in text:
-            value = int(text)
-            if value < 0:
-                raise ValueError
-            return value
+            return _start(text)
         result = {}
         for part in text.split(","):
             name, _, pos = part.partition("=")
-            result[name] = int(pos)
+            result[name] = _start(pos)
         return result
     except ValueError:
-        raise _Bad("bad_since", f"--since must be an id, 0, or a cursor a=17,b=42, not {text!r}") from None
+        raise _Bad(
+            "bad_since", f"--since must be an id, 0, latest, or a cursor a=17,b=latest, not {text!r}"
+        ) from None
+
+
+def _start(text: str) -> int | Literal["latest"]:
+    if text == "latest":
+        return "latest"
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
 
 
 class _Bad(Exception):

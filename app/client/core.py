@@ -148,8 +148,8 @@ class Client:
     def channels(self) -> list[str]:
         return self._positions.channels
 
-    async def subscribe(self, channel: str, since: int | None = None) -> None:
-        """Add a channel (from now on, or after ``since``); with ``since``, restart a subscribed one there."""
+    async def subscribe(self, channel: str, since: int | Literal["latest"] | None = None) -> None:
+        """Add a channel (from now on, after ``since``, or "latest"); with ``since``, restart one there."""
         [channel] = check_channels([channel])
         if since is not None:
             since = since_for([channel], since)[channel]
@@ -273,7 +273,7 @@ class Client:
 
     # The Sink a session delivers to.
 
-    def resume_points(self) -> dict[str, int | None]:
+    def resume_points(self) -> dict[str, int | Literal["latest"] | None]:
         return self._positions.resume_points()
 
     def started(self, channel: str, latest: int) -> None:

@@ -12,11 +12,15 @@ from app.channels import InvalidChannel, check_channel
 from app.client.errors import ClientError
 
 __all__ = [
+    "LATEST",
     "Event",
+    "Latest",
     "Message",
+    "Point",
     "Reset",
     "ServerError",
     "Since",
+    "Start",
     "Status",
     "check_channels",
     "decode_frame",
@@ -30,7 +34,11 @@ __all__ = [
     "ws_url",
 ]
 
-Since = int | Mapping[str, int] | None
+Latest = Literal["latest"]
+LATEST: Latest = "latest"  # a channel's newest retained message first, then live ones
+Start = int | Latest  # where a channel starts: after an id, or at its newest message
+Point = Start | None  # where a connection (re)subscribes a channel; None: from now on
+Since = Start | Mapping[str, Start] | None
 StatusName = Literal["connecting", "live", "reconnecting", "closed"]
 
 
@@ -99,19 +107,21 @@ def check_channels(channels: Iterable[str]) -> list[str]:
     return result
 
 
-def _check_id(value: object, what: str) -> int:
+def _check_start(value: object, what: str) -> Start:
+    if value == LATEST:
+        return LATEST
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ClientError("bad_since", f"{what} must be an id (an integer >= 0), not {value!r}")
+        raise ClientError("bad_since", f"{what} must be an id (an integer >= 0) or 'latest', not {value!r}")
     return value
 
 
-def since_for(channels: Iterable[str], since: Since) -> dict[str, int]:
+def since_for(channels: Iterable[str], since: Since) -> dict[str, Start]:
     """Where each channel starts: ``since`` applied to ``channels``. A channel left out starts live."""
     if since is None:
         return {}
     if isinstance(since, Mapping):
-        return {c: _check_id(since[c], f"since[{c!r}]") for c in channels if c in since}
-    pos = _check_id(since, "since")
+        return {c: _check_start(since[c], f"since[{c!r}]") for c in channels if c in since}
+    pos = _check_start(since, "since")
     return dict.fromkeys(channels, pos)
 
 

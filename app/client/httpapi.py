@@ -1,4 +1,5 @@
-"""HTTP calls besides the stream: POST /api/channels/NAME (publishing with a PUBLISH_KEY), with httpx."""
+"""HTTP calls besides the stream, with httpx: POST /api/channels/NAME (publishing with a PUBLISH_KEY),
+and GET /api/channels/NAME (a channel's newest message, for an SSE stream that cannot ask "latest")."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 import httpx
 
 from app.client.errors import ClientError, connect_reason, from_http_answer
-from app.client.frames import encode_json, publish_url
+from app.client.frames import Message, encode_json, message_of, publish_url
 
-__all__ = ["check_answer", "http_publish", "publish_request"]
+__all__ = ["check_answer", "http_latest", "http_publish", "publish_request"]
 
 
 def publish_request(base: str, channel: str, data: Any, key: str | None) -> tuple[str, bytes, dict[str, str]]:
@@ -54,3 +55,28 @@ async def http_publish(
     except httpx.TransportError as exc:
         raise transport_error(url, exc) from None
     return check_answer(response)
+
+
+async def http_latest(
+    http: httpx.AsyncClient, base: str, channel: str, token: str | None, within: float = 10
+) -> Message | None:
+    """The channel's newest retained message (None if it keeps none); ClientError with the server's code."""
+    url = publish_url(base, channel)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = await http.get(url, headers=headers, timeout=within)
+    except httpx.TransportError as exc:
+        raise transport_error(url, exc) from None
+    if response.status_code >= 400:
+        raise from_http_answer(response.status_code, response.content)
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "latest" not in answer:
+        raise ClientError("bad_answer", f"not a channel's state: {response.text[:200]!r}")
+    latest = answer["latest"]
+    message = message_of(latest) if isinstance(latest, dict) else None
+    if latest is not None and (message is None or message.channel != channel):
+        raise ClientError("bad_answer", f"not a message of {channel}: {str(latest)[:200]!r}")
+    return message

@@ -9,23 +9,36 @@ Two positions per channel:
   this caller stopped.
 A channel with nothing delivered yet reports where it started: its ``since``,
 or the latest id the server named when it was subscribed.
+
+A channel started at ``"latest"`` has no position until the server names its
+latest id (the ``subscribed`` answer, the SSE stream's opening id). Until then
+every connection asks for ``"latest"`` again; from then on it resumes after an
+id like any other channel, so no reconnect skips a message. The message that
+id names (the newest retained one) is taken once even though it is not above
+it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.client.frames import Message, Reset
+from app.client.frames import LATEST, Message, Point, Reset, Start
 
 __all__ = ["Positions"]
 
 
 class Positions:
-    def __init__(self, channels: Iterable[str], since: dict[str, int]) -> None:
+    def __init__(self, channels: Iterable[str], since: dict[str, Start]) -> None:
         self._channels: dict[str, None] = dict.fromkeys(channels)
-        self._taken: dict[str, int] = {c: p for c, p in since.items() if c in self._channels}
+        self._taken: dict[str, int] = {
+            c: p for c, p in since.items() if c in self._channels and isinstance(p, int)
+        }
         self._start: dict[str, int] = dict(self._taken)
         self._delivered: dict[str, int] = {}
+        # Channels to start at their newest message, while the server has not named it yet.
+        self._latest: set[str] = {c for c, p in since.items() if c in self._channels and p == LATEST}
+        # The id of the newest message a "latest" subscription is about to replay.
+        self._due: dict[str, int] = {}
 
     @property
     def channels(self) -> list[str]:
@@ -34,39 +47,53 @@ class Positions:
     def __contains__(self, channel: object) -> bool:
         return channel in self._channels
 
-    def resume_points(self) -> dict[str, int | None]:
-        """Each channel and the id to resume after (None: from now on)."""
-        return {c: self._taken.get(c) for c in self._channels}
+    def resume_points(self) -> dict[str, Point]:
+        """Each channel and the id to resume after (None: from now on; "latest": its newest message)."""
+        return {c: self._taken.get(c, LATEST if c in self._latest else None) for c in self._channels}
 
-    def add(self, channel: str, since: int | None) -> bool:
+    def add(self, channel: str, since: Start | None) -> bool:
         """Subscribe ``channel``; with ``since``, (re)start it there. False if nothing changed."""
         if channel in self._channels and since is None:
             return False
         self._channels[channel] = None
         if since is not None:
-            self._taken[channel] = self._start[channel] = since
-            self._delivered.pop(channel, None)
+            self._forget(channel)
+            if since == LATEST:
+                self._latest.add(channel)
+            else:
+                self._taken[channel] = self._start[channel] = since
         return True
 
     def remove(self, channel: str) -> bool:
         if channel not in self._channels:
             return False
         del self._channels[channel]
-        for positions in (self._taken, self._start, self._delivered):
-            positions.pop(channel, None)
+        self._forget(channel)
         return True
 
+    def _forget(self, channel: str) -> None:
+        for positions in (self._taken, self._start, self._delivered, self._due):
+            positions.pop(channel, None)
+        self._latest.discard(channel)
+
     def started(self, channel: str, latest: int) -> None:
-        """The server named where a channel subscribed from now on begins."""
+        """The server named where a channel subscribed from now on (or at its newest message) begins."""
         if channel in self._channels and channel not in self._taken:
             self._taken[channel] = self._start[channel] = latest
+            if channel in self._latest:
+                self._latest.discard(channel)
+                self._due[channel] = latest
 
     def take(self, message: Message) -> bool:
         """Accept a message from a connection: False for a channel not subscribed, or a repeat."""
         if message.channel not in self._channels:
             return False
         last = self._taken.get(message.channel)
-        if last is not None and message.id <= last:
+        due = self._due.pop(message.channel, None)
+        if message.id == due:
+            # The newest message a "latest" subscription replays: the caller starts just before it.
+            self._start[message.channel] = message.id - 1
+        elif last is not None and message.id <= last:
             return False
         self._taken[message.channel] = message.id
         return True
@@ -76,6 +103,7 @@ class Positions:
         if reset.channel not in self._channels:
             return False
         self._taken[reset.channel] = 0
+        self._due.pop(reset.channel, None)
         return True
 
     def deliver(self, event: Message | Reset) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from app.client.frames import Point
+
 __all__ = ["Reopen", "Session", "Sink"]
 
 
@@ -14,12 +16,12 @@ class Reopen(Exception):
 class Sink(Protocol):
     """The client's core, as a connection sees it."""
 
-    def resume_points(self) -> dict[str, int | None]:
-        """Each channel to subscribe, with the id to resume after (None: from now on)."""
+    def resume_points(self) -> dict[str, Point]:
+        """Each channel to subscribe, with the id to resume after (None: from now on; "latest")."""
         ...
 
     def started(self, channel: str, latest: int) -> None:
-        """The server named the latest id of a channel subscribed from now on."""
+        """The server named the latest id of a channel subscribed from now on (or at "latest")."""
         ...
 
     def live(self) -> None:
@@ -42,7 +44,7 @@ class Session(Protocol):
         """Connect, subscribe, deliver to the sink; raise ClientError (or Reopen) when it ends."""
         ...
 
-    async def subscribe(self, channel: str, since: int | None) -> None: ...
+    async def subscribe(self, channel: str, since: Point) -> None: ...
 
     async def unsubscribe(self, channel: str) -> None: ...
 

@@ -1,4 +1,9 @@
-"""The SSE transport: one GET /events stream (httpx, parsed by httpx-sse), resumed with a cursor."""
+"""The SSE transport: one GET /events stream (httpx, parsed by httpx-sse), resumed with a cursor.
+
+A stream whose every channel starts at "latest" asks the server with ``?since=latest``. A cursor
+cannot say "latest", so a stream that also resumes (or starts live) other channels first reads
+those channels' newest message with GET /api/channels/NAME, then resumes them after it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,17 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from app.client.errors import ClientError, connect_reason, from_http_answer
-from app.client.frames import decode_frame, encode_cursor, events_url, message_of, parse_start, reset_of
+from app.client.frames import (
+    LATEST,
+    Point,
+    decode_frame,
+    encode_cursor,
+    events_url,
+    message_of,
+    parse_start,
+    reset_of,
+)
+from app.client.httpapi import http_latest
 from app.client.session import Reopen, Sink
 
 __all__ = ["SseSession"]
@@ -26,6 +41,7 @@ class SseSession:
         connect_timeout: float,
     ) -> None:
         self.http = http
+        self.base = base
         self.url = events_url(base)
         self.token = token
         self.sink = sink
@@ -51,14 +67,19 @@ class SseSession:
             raise Reopen
         reading.result()
 
-    async def _read(self, points: dict[str, int | None]) -> None:
+    async def _read(self, points: dict[str, Point]) -> None:
         if not points:
             self.sink.live()  # nothing to listen to, until a subscribe reopens
             await asyncio.Event().wait()
+        latest = [c for c, p in points.items() if p == LATEST]
+        if latest and len(latest) < len(points):
+            points = await self._read_latest(latest)
         params: list[tuple[str, str | int | float | bool | None]] = [("channel", c) for c in points]
-        cursor = encode_cursor({c: p for c, p in points.items() if p is not None})
+        cursor = encode_cursor({c: p for c, p in points.items() if isinstance(p, int)})
         if cursor:
             params.append(("last_event_id", cursor))
+        elif latest:
+            params.append(("since", LATEST))  # every channel of the stream: its newest message, then live
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -81,6 +102,17 @@ class SseSession:
         except SSEError as exc:
             raise ClientError("bad_answer", str(exc)) from None
         raise ClientError("connection_lost", "the stream ended")
+
+    async def _read_latest(self, channels: list[str]) -> dict[str, Point]:
+        """Take each channel's newest message (or, if it keeps none, its start); the new resume points."""
+        for channel in channels:
+            message = await http_latest(self.http, self.base, channel, self.token, self.connect_timeout)
+            if message is None:
+                self.sink.started(channel, 0)  # nothing kept yet: the whole history, as it grows
+            else:
+                self.sink.started(channel, message.id)
+                await self.sink.message(channel, message.id, message.data)
+        return self.sink.resume_points()
 
     async def _events(self, source: EventSource, channels: list[str]) -> None:
         first = True
@@ -107,7 +139,7 @@ class SseSession:
 
     # A stream's channels are fixed: any change is a new stream, from the same positions.
 
-    async def subscribe(self, channel: str, since: int | None) -> None:
+    async def subscribe(self, channel: str, since: Point) -> None:
         self._reopen.set()
 
     async def unsubscribe(self, channel: str) -> None:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from app.client.errors import CLOSE_CODES, ClientError, connect_reason, from_http_answer
-from app.client.frames import decode_frame, encode_json, message_of, reset_of, ws_url
+from app.client.frames import Point, decode_frame, encode_json, message_of, reset_of, ws_url
 from app.client.session import Sink
 
 __all__ = ["WebSocketSession"]
@@ -99,7 +99,7 @@ class WebSocketSession:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, ClientError):
                     await task
 
-    async def _subscribe_all(self, points: dict[str, int | None]) -> None:
+    async def _subscribe_all(self, points: dict[str, Point]) -> None:
         """One subscribe frame per channel, paced after the first ones to stay under the server's
         frame rate limit (CLIENT_BURST 50, CLIENT_RATE 20/s by default)."""
         for n, (channel, since) in enumerate(points.items()):
@@ -171,7 +171,7 @@ class WebSocketSession:
 
     # A frame lost with the connection is no loss: the next connection subscribes from the positions.
 
-    async def subscribe(self, channel: str, since: int | None) -> None:
+    async def subscribe(self, channel: str, since: Point) -> None:
         if self.opened.is_set():
             self._awaiting.add(channel)
             with contextlib.suppress(ConnectionClosed, ClientError):
@@ -208,7 +208,7 @@ class WebSocketSession:
             await self._ws.close(1000, "client closed")
 
 
-def _subscribe_frame(channel: str, since: int | None) -> dict[str, Any]:
+def _subscribe_frame(channel: str, since: Point) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "subscribe", "channel": channel}
     if since is not None:
         frame["since"] = since

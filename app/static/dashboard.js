@@ -16,6 +16,11 @@ const WEATHER_STATUS = "weather.oslo.status";
 const CHAT = "chat.lobby";
 const TICKER = "demo.ticker";
 const CHANNELS = [...SENSORS, TICKER, WEATHER, WEATHER_STATUS, CHAT];
+// Where each channel starts: sensors and chat from the start of their history
+// (the chart opens filled), the weather card and the ticker at their newest
+// value only ("latest"), then live.
+const LATEST = new Set([TICKER, WEATHER, WEATHER_STATUS]);
+const START = Object.fromEntries(CHANNELS.map((c) => [c, LATEST.has(c) ? "latest" : 0]));
 const WINDOW_MS = 5 * 60 * 1000;
 const COLORS = ["#1d4ed8", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#be185d"];
 const TRANSPORTS = { websocket: "WebSocket", sse: "SSE" };
@@ -289,7 +294,7 @@ for (const radio of document.querySelectorAll("input[name=transport]")) {
     if (!radio.checked || radio.value === client.transport) return;
     params.set("transport", radio.value);
     history.replaceState(null, "", `?${params}`);
-    const positions = client.positions();
+    const positions = { ...START, ...client.positions() };
     client.close();
     connect(radio.value, positions); // carries on from the same ids: no gap, no repeat
   });
@@ -305,5 +310,4 @@ setInterval(() => {
 }, 1000);
 setInterval(() => client.status === "reconnecting" && showStatus(), 250); // the countdown
 
-// Subscribe from 0 first, so the chart starts filled from history.
-connect(params.get("transport") === "sse" ? "sse" : "websocket", 0);
+connect(params.get("transport") === "sse" ? "sse" : "websocket", START);

@@ -2,6 +2,8 @@
 // No dependencies, no build step. Usage: README.md, "The dashboard and the browser client".
 //
 //   const ws = new Windsock({url: location.origin, transport: "sse", channels: ["demo"], since: 0});
+//   since: 0 (the whole history), an id, "latest" (each channel's newest message, then live), a map
+//   {channel: id | "latest"}, or left out (live only).
 //   ws.on("message", (m) => console.log(m.channel, m.id, m.data));
 //   ws.on("status", (s) => console.log(s.status, s.retryIn));
 //
@@ -13,6 +15,12 @@
 // reconnect it resumes from there (WebSocket: subscribe with "since"; SSE:
 // ?last_event_id=<cursor>), and it drops any message whose id is not above
 // the last one delivered, so nothing is lost or shown twice.
+//
+// A channel started at "latest" asks for it only until the client has a
+// position on it (WebSocket: the "subscribed" answer; SSE: its newest
+// message, read with GET /api/channels/NAME before the stream opens, since
+// a resume cursor cannot say "latest"). Every reconnect after that resumes
+// from the last id, as for any channel, so it never skips a message.
 
 const PUBLISH_TIMEOUT_MS = 10000;
 
@@ -32,6 +40,8 @@ export class Windsock {
     this._handlers = new Map();
     this._channels = new Set();
     this._positions = new Map(); // channel -> last id delivered (0: from the start of history)
+    this._latest = new Set(); // channels to start at their newest message, with no position yet
+    this._latestAt = new Map(); // WebSocket: channel -> id of the newest message about to be replayed
     this._awaiting = new Set(); // WebSocket: channels whose "subscribed" has not arrived
     this._pending = new Map(); // WebSocket: publish ref -> {resolve, reject, timer}
     this._ref = 0;
@@ -40,6 +50,7 @@ export class Windsock {
       this._channels.add(channel);
       const pos = since !== null && typeof since === "object" ? since[channel] : since;
       if (Number.isSafeInteger(pos) && pos >= 0) this._positions.set(channel, pos);
+      else if (pos === "latest") this._latest.add(channel);
     }
     this._online = () => this.status === "reconnecting" && this._connect();
     addEventListener("online", this._online);
@@ -63,10 +74,18 @@ export class Windsock {
     return Object.fromEntries(this._positions);
   }
 
+  /** Add a channel: live, or since an id (0: all history) or "latest"; with since, restart one there. */
   subscribe(channel, since) {
     if (this._channels.has(channel) && since === undefined) return;
     this._channels.add(channel);
-    if (since !== undefined) this._positions.set(channel, since);
+    this._latestAt.delete(channel);
+    if (since === "latest") {
+      this._positions.delete(channel);
+      this._latest.add(channel);
+    } else if (since !== undefined) {
+      this._latest.delete(channel);
+      this._positions.set(channel, since);
+    }
     if (this.transport === "websocket") {
       if (this._isOpen()) this._subscribeFrame(channel);
     } else {
@@ -77,6 +96,8 @@ export class Windsock {
   unsubscribe(channel) {
     if (!this._channels.delete(channel)) return;
     this._positions.delete(channel);
+    this._latest.delete(channel);
+    this._latestAt.delete(channel);
     this._awaiting.delete(channel);
     if (this.transport === "websocket") {
       if (this._isOpen()) this._send({ type: "unsubscribe", channel });
@@ -142,6 +163,7 @@ export class Windsock {
     clearTimeout(this._reopenTimer);
     this._opened = false;
     this._token = {}; // invalidates a pending SSE open
+    this._latestAt.clear(); // a new connection resumes after the ids it has
     if (this._socket) {
       const socket = this._socket;
       this._socket = null;
@@ -195,8 +217,11 @@ export class Windsock {
     const { channel, id } = message;
     if (!this._channels.has(channel)) return;
     const last = this._positions.get(channel);
-    if (last !== undefined && id <= last) return; // already delivered
+    const latest = this._latestAt.get(channel); // the newest message a "latest" subscribe replays
+    this._latestAt.delete(channel);
+    if (last !== undefined && id <= last && id !== latest) return; // already delivered
     this._positions.set(channel, id);
+    this._latest.delete(channel);
     this._emit("message", { channel, id, data: message.data });
   }
 
@@ -226,6 +251,8 @@ export class Windsock {
         // A channel with nothing delivered yet resumes from where it began.
         if (this._channels.has(frame.channel) && !this._positions.has(frame.channel)) {
           this._positions.set(frame.channel, frame.id);
+          // Asked for "latest": the message with this very id may follow, once.
+          if (this._latest.delete(frame.channel)) this._latestAt.set(frame.channel, frame.id);
         }
         this._subscribedOne(frame.channel);
         break;
@@ -279,6 +306,7 @@ export class Windsock {
   _subscribeFrame(channel) {
     const frame = { type: "subscribe", channel };
     if (this._positions.has(channel)) frame.since = this._positions.get(channel);
+    else if (this._latest.has(channel)) frame.since = "latest";
     this._awaiting.add(channel);
     this._send(frame);
   }
@@ -299,6 +327,7 @@ export class Windsock {
       }
       this._channels.delete(frame.channel); // refused for good (bad_channel, too_many_channels)
       this._positions.delete(frame.channel);
+      this._latest.delete(frame.channel);
       this._subscribedOne(frame.channel);
     }
     this._emit("error", { code: frame.code, message: frame.message, channel: frame.channel });
@@ -355,6 +384,8 @@ export class Windsock {
   // A channel subscribed "from now" over SSE: learn where "now" is before
   // the stream opens, so a stream replaced before its first message still
   // resumes from there (the stream's own starting id is invisible to scripts).
+  // A channel asked for at "latest" is handed its newest message from the
+  // same answer, and the stream resumes after it.
   async _learnLatest(channels) {
     await Promise.all(
       channels.map(async (channel) => {
@@ -365,9 +396,11 @@ export class Windsock {
           );
           if (!answer.ok) return;
           const body = await answer.json();
-          if (this._channels.has(channel) && !this._positions.has(channel)) {
-            this._positions.set(channel, body.latest ? body.latest.id : 0);
-          }
+          if (this.status === "closed") return;
+          if (!this._channels.has(channel) || this._positions.has(channel)) return;
+          if (this._latest.has(channel) && body.latest?.channel === channel) this._deliver(body.latest);
+          else this._positions.set(channel, body.latest ? body.latest.id : 0);
+          this._latest.delete(channel);
         } catch {
           // Unknown: the stream then starts live on this channel.
         }

@@ -223,3 +223,83 @@ async def test_token_option_refreshes_on_reconnect(make_server: Any, open_tab: A
     messages = await wait_messages(tab, 3)
     assert [m["data"] for m in messages] == ["before expiry", "during reconnect", "after"]
     assert tab.page_errors == []
+
+
+@TRANSPORTS
+async def test_latest_gives_each_channels_newest_message_then_live(
+    make_server: Any, open_tab: Any, transport: str
+) -> None:
+    """since "latest": each channel's newest message once (nothing for an empty one), then live messages."""
+    server = await make_server()
+    ids = [await publish(server.base, "a", i) for i in range(3)]
+    tab = await start_client(open_tab, server.base, transport=transport, channels=["a", "b"], since="latest")
+    await wait_status(tab, "live")
+    [newest] = await wait_messages(tab, 1)
+    assert (newest["channel"], newest["id"], newest["data"]) == ("a", ids[-1], 2)
+    live = [await publish(server.base, channel, channel) for channel in ("b", "a")]
+    messages = await wait_messages(tab, 3)
+    await tab.page.wait_for_timeout(200)  # let anything late show up
+    assert [(m["channel"], m["id"]) for m in await events(tab, "message")] == [
+        ("a", ids[-1]),
+        ("b", live[0]),
+        ("a", live[1]),
+    ]
+    assert await tab.page.evaluate("window.client.positions()") == {"a": live[1], "b": live[0]}
+    assert await events(tab, "reset") == [] and len(messages) == 3 and tab.page_errors == []
+
+
+@TRANSPORTS
+async def test_latest_per_channel_and_subscribe_latest_while_live(
+    make_server: Any, open_tab: Any, transport: str
+) -> None:
+    """since {a: "latest", b: 0}: a's newest, b's history; subscribe("c", "latest") later: c's newest."""
+    server = await make_server()
+    ids_a = [await publish(server.base, "a", f"a{i}") for i in range(3)]
+    ids_b = [await publish(server.base, "b", f"b{i}") for i in range(2)]
+    id_c = [await publish(server.base, "c", f"c{i}") for i in range(2)][-1]
+    tab = await start_client(
+        open_tab, server.base, transport=transport, channels=["a", "b"], since={"a": "latest", "b": 0}
+    )
+    await wait_status(tab, "live")
+    first = await wait_messages(tab, 3)
+    assert sorted((m["channel"], m["id"]) for m in first) == [
+        ("a", ids_a[-1]),
+        ("b", ids_b[0]),
+        ("b", ids_b[1]),
+    ]
+    await tab.page.evaluate("window.client.subscribe('c', 'latest')")
+    later = (await wait_messages(tab, 4))[3]
+    assert (later["channel"], later["id"], later["data"]) == ("c", id_c, "c1")
+    live = await publish(server.base, "c", "live")
+    await wait_messages(tab, 5)
+    await tab.page.wait_for_timeout(200)
+    assert [(m["channel"], m["id"]) for m in await events(tab, "message")][3:] == [("c", id_c), ("c", live)]
+    assert tab.page_errors == []
+
+
+@TRANSPORTS
+async def test_a_reconnect_after_latest_resumes_from_the_last_id(
+    spawn_worker: Callable[..., Any], open_tab: Any, transport: str
+) -> None:
+    """The worker goes away after a "latest" start: the reconnect gets every message of the gap, in order."""
+    worker = await spawn_worker()
+    other = await spawn_worker()
+    ids = [await publish(worker.base, "x", i) for i in range(3)]
+    tab = await start_client(
+        open_tab, worker.base, transport=transport, channels=["x"], since="latest", minDelay=0.2, maxDelay=0.4
+    )
+    [newest] = await wait_messages(tab, 1)
+    assert newest["id"] == ids[-1]
+    await wait_status(tab, "live")
+    worker.stop()  # SIGTERM: WebSocket close 1001 / the SSE stream ends; then nothing listens on its port
+    await wait_status(tab, "reconnecting")
+    gap = [await publish(other.base, "x", f"gap {n}") for n in range(3)]
+    await spawn_worker(port=worker.port)  # a new worker on the same port, sharing the same Redis
+
+    async def caught_up() -> bool:
+        return any(m["id"] == gap[-1] for m in await events(tab, "message"))
+
+    await eventually(caught_up)
+    await tab.page.wait_for_timeout(200)
+    assert [m["id"] for m in await events(tab, "message")] == [ids[-1], *gap], "the gap, not just its newest"
+    assert tab.page_errors == []

@@ -9,6 +9,7 @@ through the same nginx configuration as in Docker.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -355,4 +357,121 @@ async def test_dashboard_screenshot_and_phone_width(
         ".filter(e => !e.labels?.length && !e.textContent.trim()).map(e => e.id || e.name)"
     )
     assert unlabelled == []
+    tab.assert_clean()
+
+
+# Runs before the page's scripts. The page hands each client it makes to
+# window.windsock before it connects: record everything that client delivers.
+RECORD_DELIVERIES = """
+window.delivered = [];
+let current;
+Object.defineProperty(window, "windsock", {
+  configurable: true,
+  get: () => current,
+  set: (client) => {
+    current = client;
+    client.on("message", ({ channel, id }) => window.delivered.push({ channel, id }));
+  },
+});
+"""
+LATEST_CHANNELS = ("demo.ticker", "weather.oslo", "weather.oslo.status")
+HISTORY_CHANNELS = ("sensors.demo-1", "sensors.demo-2", "sensors.demo-3", "chat.lobby")
+
+
+async def recording_tab(browser: Any, url: str) -> tuple[Tab, list[str], list[str]]:
+    """The page at ``url`` with window.delivered recorded; the WebSocket frames it sends, the URLs it asks."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    await context.add_init_script(RECORD_DELIVERIES)
+    page = await context.new_page()
+    frames: list[str] = []
+    urls: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(str(payload))))
+    page.on("request", lambda request: urls.append(request.url))
+    tab = Tab(page)
+    await page.goto(url)
+    return tab, frames, urls
+
+
+async def delivered(tab: Tab) -> dict[str, list[int]]:
+    """The ids the page's clients delivered, by channel."""
+    result: dict[str, list[int]] = {}
+    for item in await tab.page.evaluate("window.delivered"):
+        result.setdefault(item["channel"], []).append(item["id"])
+    return result
+
+
+async def publish_card_values(base: str) -> dict[str, list[int]]:
+    """Several weather, source status, ticker and chat messages; their ids by channel."""
+    ids: dict[str, list[int]] = {}
+    for channel, values in [
+        ("weather.oslo", [{"temperature": t, "wind": 3} for t in (1.5, 2.5, -4.25)]),
+        ("weather.oslo.status", [{"source": "met.no", "state": s} for s in ("failing", "ok")]),
+        ("demo.ticker", [{"symbol": "WSK", "price": p} for p in (99.5, 100.75)]),
+        ("chat.lobby", [{"name": "t", "text": x} for x in ("one", "two")]),
+    ]:
+        ids[channel] = [await publish(base, channel, value) for value in values]
+    return ids
+
+
+@TRANSPORTS
+async def test_weather_and_ticker_cards_fill_from_the_latest_value_on_load(
+    fresh_stack: Callable[..., NativeStack], browser: Any, transport: str
+) -> None:
+    """With nothing published after load, weather, status and ticker show their newest value, sent alone."""
+    stack = fresh_stack(workers=2)  # no ingest process: no demo data, nothing publishes but this test
+    ids = await publish_card_values(stack.base)
+    tab, frames, urls = await recording_tab(browser, f"{stack.base}/?transport={transport}")
+    await tab.wait_state("live")
+    await tab.wait_text("#weather-value", "-4.25")
+    await tab.wait_text("#weather-status", "met.no is ok")
+    await tab.wait_text("#ticker", "WSK 100.75")
+    await tab.wait_text("#chat-log", "t two")
+    await tab.page.wait_for_timeout(300)  # let anything late show up
+    assert await chat_lines(tab) == ["t one", "t two"], "chat still opens with its whole history"
+    assert await delivered(tab) == {
+        **{channel: [ids[channel][-1]] for channel in LATEST_CHANNELS},
+        "chat.lobby": ids["chat.lobby"],
+    }
+    if transport == "websocket":
+        subscribes = [json.loads(f) for f in frames if '"subscribe"' in f]
+        assert {f["channel"]: f.get("since") for f in subscribes} == {
+            **dict.fromkeys(LATEST_CHANNELS, "latest"),
+            **dict.fromkeys(HISTORY_CHANNELS, 0),
+        }
+    else:
+        # A resume cursor cannot say "latest": the newest value is read over HTTP, and the
+        # stream resumes after it, so it sends nothing older.
+        [stream] = [urlsplit(u) for u in urls if urlsplit(u).path == "/events"]
+        cursor = dict(part.split("=") for part in parse_qs(stream.query)["last_event_id"][0].split(","))
+        assert cursor == {
+            **{channel: str(ids[channel][-1]) for channel in LATEST_CHANNELS},
+            **dict.fromkeys(HISTORY_CHANNELS, "0"),
+        }
+        asked = {urlsplit(u).path for u in urls if urlsplit(u).path.startswith("/api/channels/")}
+        assert asked == {f"/api/channels/{channel}" for channel in LATEST_CHANNELS}
+    tab.assert_clean()
+
+
+async def test_switching_transport_after_latest_repeats_nothing(
+    fresh_stack: Callable[..., NativeStack], browser: Any
+) -> None:
+    """After a latest start, the transport switch resumes the cards after their ids: no repeat, no loss."""
+    stack = fresh_stack(workers=2)
+    ids = await publish_card_values(stack.base)
+    tab, _, _ = await recording_tab(browser, f"{stack.base}/?transport=websocket")
+    await tab.wait_state("live")
+    await tab.wait_text("#ticker", "WSK 100.75")
+    await tab.page.click("input[name=transport][value=sse]")
+    await tab.wait_text("#transport-name", "SSE")
+    await tab.wait_state("live")
+    new_ticker = await publish(stack.base, "demo.ticker", {"symbol": "WSK", "price": 102})
+    new_weather = await publish(stack.base, "weather.oslo", {"temperature": 8.5, "wind": 1})
+    await tab.wait_text("#ticker", "WSK 102")
+    await tab.wait_text("#weather-value", "8.5")
+    await tab.page.wait_for_timeout(300)
+    seen = await delivered(tab)
+    assert seen["demo.ticker"] == [ids["demo.ticker"][-1], new_ticker]
+    assert seen["weather.oslo"] == [ids["weather.oslo"][-1], new_weather]
+    assert seen["weather.oslo.status"] == [ids["weather.oslo.status"][-1]]
+    assert seen["chat.lobby"] == ids["chat.lobby"]
     tab.assert_clean()

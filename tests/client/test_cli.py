@@ -84,6 +84,46 @@ def test_pub_prints_the_answer_and_sub_since_an_id_resumes_after_it(native_stack
 
 
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
+@pytest.mark.parametrize("form", ["latest", "cursor"])
+def test_sub_since_latest_prints_the_newest_message_then_live(
+    native_stack: NativeStack, transport: str, form: str
+) -> None:
+    """`sub A B --since latest` (or `A=latest,B=latest`): A's newest, nothing for empty B, then live."""
+    a, b = fresh("cli.latest"), fresh("cli.empty")
+    ids = [post(native_stack.base, a, {"n": n}) for n in range(3)]
+    since = "latest" if form == "latest" else f"{a}=latest,{b}=latest"
+    args = ["sub", a, b, "--url", native_stack.base, "--since", since, "--count", "2", "--transport"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", *args, transport],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = json.loads(proc.stdout.readline())
+        assert first == {"type": "message", "channel": a, "id": ids[-1], "data": {"n": 2}}
+        line = ""
+        while "live" not in line:
+            line = proc.stderr.readline()
+            assert line, "sub ended before it was live"
+        live = post(native_stack.base, b, "live")
+        second = json.loads(proc.stdout.readline())
+        assert (second["channel"], second["id"], second["data"]) == (b, live, "live")
+        assert proc.wait(30 * UNIT) == 0, proc.stderr.read()
+        assert proc.stdout.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_sub_exits_130_on_ctrl_c(native_stack: NativeStack, transport: str) -> None:
     """Ctrl-C (SIGINT) ends a running `sub` with status 130 and no traceback, after what it printed."""
     a = fresh("cli.int")
@@ -135,6 +175,7 @@ def test_pub_error_answer_exits_1_with_the_servers_code(native_stack: NativeStac
         (["pub", "demo", "{not json"], "bad_json"),
         (["pub", "demo", "NaN"], "bad_json"),
         (["sub", "demo", "--since", "yesterday"], "bad_since"),
+        (["sub", "demo", "--since", "demo=newest"], "bad_since"),
         (["sub", "demo", "--count", "0"], "bad_arguments"),
         (["sub", "demo", "--transport", "carrier-pigeon"], "bad_arguments"),
         (["sub"], "bad_arguments"),

@@ -82,6 +82,24 @@ async def test_a_fixed_token_that_is_refused_ends_the_client_with_unauthorized(
         assert isinstance(last, Status) and last.status == "closed" and last.error is caught.value
 
 
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_latest_with_a_token_reads_the_newest_message(stack: NativeStack, transport: Any) -> None:
+    """since {a: "latest", b: 0} with a token: a's newest (SSE: read over HTTP with it), b's history."""
+    a, b = f"t.{uuid.uuid4().hex[:6]}.a", f"t.{uuid.uuid4().hex[:6]}.b"
+    ids_a = [post(stack.base, a, n, key=KEY) for n in range(3)]
+    id_b = post(stack.base, b, "b", key=KEY)
+    token = mint_token(SECRET, ["t.*"], ttl=60)
+    async with Client(
+        stack.base, [a, b], since={a: "latest", b: 0}, transport=transport, token=token
+    ) as client:
+        got, _ = await collect(client, 2)
+        assert sorted((m.channel, m.id) for m in got) == sorted([(a, ids_a[-1]), (b, id_b)])
+    seen: list[Any] = []
+    with pytest.raises(ClientError) as caught:
+        await read_all(Client(stack.base, [a, b], since={a: "latest", b: 0}, transport=transport), seen)
+    assert caught.value.code == "unauthorized", "no token: refused, never an unguarded read"
+
+
 async def read_all(client: Client, into: list[Any]) -> None:
     async with client, asyncio.timeout(15 * UNIT):
         async for event in client:

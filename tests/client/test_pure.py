@@ -34,6 +34,47 @@ def test_since_applies_to_every_channel_or_per_channel() -> None:
         assert caught.value.code == "bad_since"
 
 
+def test_since_latest_applies_to_every_channel_or_per_channel() -> None:
+    """since="latest" applies to every channel, or to those a map names; any other string is bad_since."""
+    assert since_for(["a", "b"], "latest") == {"a": "latest", "b": "latest"}
+    assert since_for(["a", "b"], {"a": "latest", "b": 4}) == {"a": "latest", "b": 4}
+    for bad in ("newest", {"a": "Latest"}):
+        with pytest.raises(ClientError) as caught:
+            since_for(["a"], bad)  # type: ignore[arg-type]
+        assert caught.value.code == "bad_since"
+
+
+def test_latest_is_asked_until_the_server_names_an_id_then_resumes_after_it() -> None:
+    """A "latest" channel resumes at "latest" until started(); then after the id; its newest is taken once."""
+    p = Positions(["a", "b"], {"a": "latest"})
+    assert p.resume_points() == {"a": "latest", "b": None}
+    assert p.positions() == {}
+    p.started("a", 100)  # the subscribed answer, or the SSE stream's opening id
+    assert p.resume_points() == {"a": 100, "b": None}, "a reconnect resumes after the id, never latest"
+    assert p.positions() == {"a": 100}
+    assert p.take(Message("a", 100, "newest")), "the newest message, at the very id named"
+    assert not p.take(Message("a", 100, "newest")), "but only once"
+    assert p.positions() == {"a": 99}, "not delivered yet: another client from here gets it too"
+    assert p.deliver(Message("a", 100, "newest")) and p.positions() == {"a": 100}
+    assert p.take(Message("a", 101, None)) and p.resume_points()["a"] == 101
+
+
+def test_latest_on_an_empty_channel_and_restarts() -> None:
+    """An empty "latest" channel takes only what follows its id; add(ch, "latest") asks again from scratch."""
+    p = Positions(["a"], {"a": "latest"})
+    p.started("a", 0)
+    assert p.resume_points() == {"a": 0} and p.positions() == {"a": 0}
+    assert p.take(Message("a", 7, "live")) and not p.take(Message("a", 7, "live"))
+    assert p.add("a", "latest") and p.resume_points() == {"a": "latest"}
+    assert p.positions() == {}
+    p.started("a", 7)
+    assert p.take(Message("a", 7, "live")), "the newest, again, as asked"
+    assert p.add("a", 3) and p.resume_points() == {"a": 3}
+    p.started("a", 50)  # ignored: a has a position
+    assert not p.take(Message("a", 3, None)) and p.take(Message("a", 4, None))
+    assert p.remove("a") and p.resume_points() == {}
+
+
 def test_channel_names_are_checked_and_deduplicated() -> None:
     """Invalid channel names are refused with bad_channel before anything is sent; repeats collapse."""
     assert check_channels(["a", "b", "a"]) == ["a", "b"]
