@@ -51,20 +51,31 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
 
     Raises:
         WindsockError: ``bad_json``, ``bad_message``, ``unknown_type``,
-            ``bad_channel`` or ``bad_since``, with a message for the client.
+            ``bad_channel``, ``bad_since`` or ``bad_idempotency_key``, with a
+            message for the client, and the frame's ``ref`` when it had one.
     """
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise WindsockError("bad_json", f"frame is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+    if not isinstance(obj, dict):
         raise WindsockError("bad_message")
-    kind = obj["type"]
+    try:
+        return _frame(obj, obj.get("ref"))
+    except WindsockError as exc:
+        # Echoed in the error frame, so a client can tell which of its frames was refused.
+        exc.ref = obj.get("ref")
+        raise
+
+
+def _frame(obj: dict[str, Any], ref: Any) -> ClientFrame:
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise WindsockError("bad_message")
     if kind not in _CLIENT_TYPES:
         raise WindsockError(
             "unknown_type", f"unknown type {kind[:64]!r}; expected one of " + ", ".join(sorted(_CLIENT_TYPES))
         )
-    ref = obj.get("ref")
     if kind == "ping":
         return ClientFrame(kind, ref=ref)
     try:

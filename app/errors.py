@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tornado.web import HTTPError
 
 __all__ = ["ERRORS", "WindsockError"]
@@ -39,6 +41,7 @@ class WindsockError(HTTPError):
         self.code = code
         self.status = status
         self.message = message or default
+        self.ref: Any = None  # the client frame's ref, for the error frame that answers it
         super().__init__(status)
 
     def __str__(self) -> str:

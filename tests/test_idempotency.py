@@ -96,7 +96,7 @@ async def test_a_bad_frame_key_gets_an_error_frame_and_the_connection_lives(serv
     ws = await WS.connect(server.ws)
     await ws.send({"type": "publish", "channel": "chat.bad", "data": 1, "idempotency_key": key, "ref": 9})
     error = await ws.recv()
-    assert (error["type"], error["code"]) == ("error", "bad_idempotency_key"), error
+    assert (error["type"], error["code"], error["ref"]) == ("error", "bad_idempotency_key", 9), error
     await ws.send({"type": "publish", "channel": "chat.bad", "data": 2, "ref": 10})
     assert (await ws.recv_type("published"))["ref"] == 10
 

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--key", default=os.environ.get("PUBLISH_KEY") or None, help="the PUBLISH_KEY (default: $PUBLISH_KEY)"
     )
+    pub.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="K",
+        help="run again with the same K, it publishes nothing and prints the first id with duplicate: true",
+    )
     return parser
 
 
@@ -156,9 +162,9 @@ def _pub(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _Bad("bad_json", f"the JSON argument is not JSON: {exc}") from None
     try:
-        answer = publish_answer(args.url, args.channel, data, args.key)
+        answer = publish_answer(args.url, args.channel, data, args.key, idempotency_key=args.idempotency_key)
     except ClientError as exc:
-        if exc.code in ("bad_url", "bad_channel", "bad_json"):
+        if exc.code in ("bad_url", "bad_channel", "bad_json", "bad_idempotency_key"):
             raise _Bad(exc.code, exc.message) from None
         raise
     _print(answer)

@@ -171,12 +171,12 @@ class Client:
             with contextlib.suppress(ClientError, ConnectionError):
                 await session.unsubscribe(channel)
 
-    async def publish(self, channel: str, data: Any) -> int:
+    async def publish(self, channel: str, data: Any, idempotency_key: str | None = None) -> int:
         """Publish; the message's id. Over the WebSocket (channels matching CLIENT_PUBLISH), or over
         HTTP when the client has a ``publish_key`` or uses SSE. ClientError carries the server's code.
 
-        A publish whose answer is lost with the connection (``connection_lost``) may have been
-        accepted: retrying it may publish it twice. Each waits up to ``request_timeout`` seconds.
+        A publish whose answer is lost (``connection_lost``) may have been accepted: retry it with the
+        same ``idempotency_key`` to publish it once. Each waits up to ``request_timeout`` seconds.
         """
         within = self.request_timeout
         [channel] = check_channels([channel])
@@ -185,11 +185,11 @@ class Client:
         if self.publish_key is not None or self.transport == "sse":
             self.start()
             assert self._http is not None
-            answer = await http_publish(self._http, self.url, channel, data, self.publish_key, within)
+            key = self.publish_key
+            answer = await http_publish(self._http, self.url, channel, data, key, within, idempotency_key)
             return int(answer["id"])
         self.start()
-        session = await self._open_websocket(within)
-        return await session.publish(channel, data, within)
+        return await (await self._open_websocket(within)).publish(channel, data, within, idempotency_key)
 
     async def _open_websocket(self, within: float) -> WebSocketSession:
         deadline = asyncio.get_running_loop().time() + within

@@ -14,11 +14,15 @@ from app.client.frames import Message, encode_json, message_of, publish_url
 __all__ = ["check_answer", "http_latest", "http_publish", "publish_request"]
 
 
-def publish_request(base: str, channel: str, data: Any, key: str | None) -> tuple[str, bytes, dict[str, str]]:
+def publish_request(
+    base: str, channel: str, data: Any, key: str | None, idempotency_key: str | None = None
+) -> tuple[str, bytes, dict[str, str]]:
     """URL, body and headers of a publish; ClientError ``bad_json`` for data that is not JSON."""
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     return publish_url(base, channel), encode_json(data).encode(), headers
 
 
@@ -46,10 +50,16 @@ def transport_error(url: str, exc: httpx.TransportError) -> ClientError:
 
 
 async def http_publish(
-    http: httpx.AsyncClient, base: str, channel: str, data: Any, key: str | None, within: float = 10
+    http: httpx.AsyncClient,
+    base: str,
+    channel: str,
+    data: Any,
+    key: str | None,
+    within: float = 10,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Publish over HTTP; the server's answer, ``{"id", "channel"}`` (and ``"skipped"``)."""
-    url, body, headers = publish_request(base, channel, data, key)
+    """Publish over HTTP; the server's answer, ``{"id", "channel"}`` (and ``"skipped"``, ``"duplicate"``)."""
+    url, body, headers = publish_request(base, channel, data, key, idempotency_key)
     try:
         response = await http.post(url, content=body, headers=headers, timeout=within)
     except httpx.TransportError as exc:

@@ -47,18 +47,34 @@ def subscribe(
             loop.close()
 
 
-def publish(url: str, channel: str, data: Any, key: str | None = None, timeout: float = 10.0) -> int:
-    """Publish over HTTP (``key``: the PUBLISH_KEY); the id, or ClientError with the server's code."""
-    answer = publish_answer(url, channel, data, key, timeout)
+def publish(
+    url: str,
+    channel: str,
+    data: Any,
+    key: str | None = None,
+    timeout: float = 10.0,
+    idempotency_key: str | None = None,
+) -> int:
+    """Publish over HTTP (``key``: the PUBLISH_KEY); the id, or ClientError with the server's code.
+
+    Retried with the same ``idempotency_key``, a publish whose answer was lost is published once.
+    """
+    answer = publish_answer(url, channel, data, key, timeout, idempotency_key)
     return int(answer["id"])
 
 
 def publish_answer(
-    url: str, channel: str, data: Any, key: str | None = None, timeout: float = 10.0
+    url: str,
+    channel: str,
+    data: Any,
+    key: str | None = None,
+    timeout: float = 10.0,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Publish over HTTP; the server's whole answer, ``{"id", "channel"}`` (and ``"skipped"``)."""
+    """Publish over HTTP; the whole answer: ``{"id", "channel"}``, and ``"skipped"`` or ``"duplicate"``."""
     [channel] = check_channels([channel])
-    target, body, headers = publish_request(normalize_url(url or DEFAULT_URL), channel, data, key)
+    base = normalize_url(url or DEFAULT_URL)
+    target, body, headers = publish_request(base, channel, data, key, idempotency_key)
     try:
         with httpx.Client(trust_env=False, timeout=timeout) as http:
             response = http.post(target, content=body, headers=headers)

@@ -183,14 +183,19 @@ class WebSocketSession:
             with contextlib.suppress(ConnectionClosed, ClientError):
                 await self._send({"type": "unsubscribe", "channel": channel})
 
-    async def publish(self, channel: str, data: Any, within: float) -> int:
+    async def publish(
+        self, channel: str, data: Any, within: float, idempotency_key: str | None = None
+    ) -> int:
         """Publish over this connection; the message's id, or ClientError with the server's code."""
         ref = str(next(self._refs))
+        frame = {"type": "publish", "channel": channel, "data": data, "ref": ref}
+        if idempotency_key is not None:
+            frame["idempotency_key"] = idempotency_key
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         try:
             try:
-                await self._send({"type": "publish", "channel": channel, "data": data, "ref": ref})
+                await self._send(frame)
             except ConnectionClosed:
                 raise ClientError(
                     "connection_lost", "the connection ended before the publish was sent"

@@ -132,6 +132,8 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
             reply: dict[str, Any] = exc.as_dict()
             if frame is not None:
                 reply.update(channel=frame.channel or None, ref=frame.ref)
+            else:
+                reply.update(ref=exc.ref)
             self._send(reply)
 
     async def _subscribe(self, frame: ClientFrame) -> None:

@@ -156,6 +156,18 @@ def test_sub_exits_130_on_ctrl_c(native_stack: NativeStack, transport: str) -> N
                 pipe.close()
 
 
+def test_pub_with_an_idempotency_key_run_twice_publishes_once(native_stack: NativeStack) -> None:
+    """`pub --idempotency-key K` run twice: the second prints the first id with duplicate: true."""
+    a = fresh("cli.idem")
+    args = ("pub", a, '{"t": 1}', "--url", native_stack.base, "--idempotency-key", "k-1")
+    first, second = run(*args), run(*args)
+    assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+    answer = json.loads(first.stdout)
+    assert "duplicate" not in answer and json.loads(second.stdout) == {**answer, "duplicate": True}
+    bad = run("pub", a, "1", "--url", native_stack.base, "--idempotency-key", "two words")
+    assert_one_line_error(bad, 2, "bad_idempotency_key")
+
+
 def test_pub_error_answer_exits_1_with_the_servers_code(native_stack: NativeStack) -> None:
     """A publish the server refuses (413 too_large) exits 1 with one line naming the server's code."""
     big = json.dumps("x" * 70_000)  # MAX_MESSAGE_BYTES is 65536

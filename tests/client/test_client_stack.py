@@ -109,6 +109,30 @@ async def test_subscribe_unsubscribe_and_publish_while_live(
         assert set(client.positions()) == {b, chat}
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_publish_retried_with_its_idempotency_key_is_published_once(
+    native_stack: NativeStack, transport: Any
+) -> None:
+    """publish(..., idempotency_key=K) twice (a WebSocket frame, or HTTP over SSE): one id, one message."""
+    chat = fresh("chat")
+    async with Client(native_stack.base, [chat], transport=transport) as client:
+        await until_live(client)
+        first = await client.publish(chat, {"text": "once"}, idempotency_key="retry-1")
+        again = await client.publish(chat, {"text": "once"}, idempotency_key="retry-1")
+        assert again == first
+        [echo], _ = await collect(client, 1)
+        assert (echo.id, echo.data) == (first, {"text": "once"})
+        with pytest.raises(ClientError) as bad:
+            await client.publish(chat, 1, idempotency_key="has space")
+        assert bad.value.code == "bad_idempotency_key"
+        marker = await apost(native_stack.base, chat, "marker")
+        [after], _ = await collect(client, 1)
+        assert after.id == marker, "the repeat published nothing"
+    assert publish(native_stack.base, chat, 2, idempotency_key="sync-1") == publish(
+        native_stack.base, chat, 3, idempotency_key="sync-1"
+    )
+
+
 async def test_publish_errors_carry_the_servers_code(native_stack: NativeStack) -> None:
     """A refused publish raises ClientError with the server's code (forbidden outside CLIENT_PUBLISH)."""
     async with Client(native_stack.base, [], transport="websocket") as client:
