@@ -12,13 +12,13 @@ namespace and the key, raised at start.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.channels import Patterns, is_valid_channel
 from app.config import ConfigError, Settings
+from app.sources_file import read_tables, where
 
 __all__ = ["DEFAULT", "Namespace", "Namespaces", "load_namespaces"]
 
@@ -138,30 +138,15 @@ def load_namespaces(path: str) -> list[_Table]:
     Raises:
         ConfigError: the file is missing, not TOML, or a table is unusable; the message says which.
     """
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r} is not valid TOML: {exc}") from None
-    unknown = set(document) - {"pollers", "namespaces"}
-    if unknown:
-        raise ConfigError(f"SOURCES_FILE={path!r}: unknown top-level keys {sorted(unknown)}")
-    tables = document.get("namespaces", [])
-    if not isinstance(tables, list):
-        raise ConfigError(f"SOURCES_FILE={path!r}: 'namespaces' must be [[namespaces]] tables")
     checked: list[_Table] = []
-    for index, table in enumerate(tables):
-        where = f"SOURCES_FILE={path!r}: namespace #{index + 1}"
-        if isinstance(table, dict) and isinstance(table.get("name"), str):
-            where += f" ({table['name']!r})"
+    for index, table in enumerate(read_tables(path, "namespaces")):
+        named = where(path, "namespace", index, table)
         try:
             checked.append(_table(table))
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{named}: {exc}") from None
         if checked[-1].name in {t.name for t in checked[:-1]} | {DEFAULT}:
-            raise ConfigError(f"{where}: the name {checked[-1].name!r} is taken")
+            raise ConfigError(f"{named}: the name {checked[-1].name!r} is taken")
     return checked
 
 

@@ -170,18 +170,23 @@ async def worker(request: pytest.FixtureRequest, make_server: Any, tmp_path: Pat
     return await make_server(sources_file=write(tmp_path, RULES), **extra)
 
 
-async def replay(server: Any, transport: str, channel: str) -> list[Any]:
-    """The data a subscriber resuming from 0 gets on ``transport``, up to a marker published just before."""
+async def replay(server: Any, transport: str, channel: str, token: str | None = None) -> list[Any]:
+    """The data a subscriber resuming from 0 gets on ``transport``, up to a marker published just before.
+
+    ``server`` is a worker or a stack: anything with ``base`` and ``ws`` URLs.
+    """
     marker = await publish(server.base, channel, "end")
+    query = f"?token={token}&" if token else "?"
     got: list[Any] = []
     if transport == "ws":
-        ws = await WS.connect(server.ws)
+        ws = await WS.connect(server.ws + query.rstrip("?&"))
         await ws.subscribe(channel, since=0)
         while (message := await ws.recv_type("message"))["id"] != marker:
             got.append(message["data"])
         ws.close()
     else:
-        sse = await SSE.connect(f"{server.base}/events?channel={channel}", {"Last-Event-ID": "0"})
+        sse = await SSE.connect(f"{server.base}/events{query}channel={channel}", {"Last-Event-ID": "0"})
+        assert sse.status == 200, sse.body
         while (event := await sse.event())["data"].get("id") != marker:
             if event["data"].get("type") == "message":
                 got.append(event["data"]["data"])

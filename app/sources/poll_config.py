@@ -7,13 +7,13 @@ is a ConfigError that names the poller and the key, raised at start.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.channels import InvalidChannel, check_channel, is_valid_channel
 from app.config import ConfigError
+from app.sources_file import read_tables, where
 
 __all__ = ["PollerConfig", "Selector", "apply_selector", "load_pollers", "parse_selector"]
 
@@ -90,33 +90,18 @@ def load_pollers(path: str) -> list[PollerConfig]:
     Raises:
         ConfigError: the file is missing, not TOML, or a poller is unusable; the message says which.
     """
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"SOURCES_FILE={path!r} is not valid TOML: {exc}") from None
-    unknown = set(document) - {"pollers", "namespaces"}
-    if unknown:
-        raise ConfigError(f"SOURCES_FILE={path!r}: unknown top-level keys {sorted(unknown)}")
-    tables = document.get("pollers", [])
-    if not isinstance(tables, list):
-        raise ConfigError(f"SOURCES_FILE={path!r}: 'pollers' must be [[pollers]] tables")
     pollers: list[PollerConfig] = []
     names: set[str] = set()
-    for index, table in enumerate(tables):
-        where = f"SOURCES_FILE={path!r}: poller #{index + 1}"
-        if isinstance(table, dict) and isinstance(table.get("name"), str):
-            where += f" ({table['name']!r})"
+    for index, table in enumerate(read_tables(path, "pollers")):
+        named = where(path, "poller", index, table)
         try:
             config = _poller(table)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{named}: {exc}") from None
         if config is None:
             continue
         if config.name in names:
-            raise ConfigError(f"{where}: the name {config.name!r} is used twice")
+            raise ConfigError(f"{named}: the name {config.name!r} is used twice")
         names.add(config.name)
         pollers.append(config)
     return pollers

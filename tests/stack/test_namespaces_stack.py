@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from app.auth import mint_token
-from tests.helpers import SSE, WS, http, publish
+from tests.helpers import WS, http, publish
 from tests.stack.conftest import NativeStack, get_json, start_stack
+from tests.test_namespaces import replay
 
 pytestmark = pytest.mark.stack
 
@@ -48,37 +48,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
 TOKEN = mint_token(SECRET, ["sensors.*", "chat.*"])
 
 
-async def history_over(stack: NativeStack, transport: str, channel: str, token: str | None) -> list[Any]:
-    """The data a subscriber through nginx gets resuming from 0, up to a marker published just before."""
-    marker = await publish(stack.base, channel, "end")
-    query = f"?token={token}" if token else ""
-    got: list[Any] = []
-    if transport == "ws":
-        ws = await WS.connect(stack.ws + query)
-        await ws.subscribe(channel, since=0)
-        while (message := await ws.recv_type("message"))["id"] != marker:
-            got.append(message["data"])
-        ws.close()
-    else:
-        sep = "&" if query else "?"
-        sse = await SSE.connect(f"{stack.base}/events{query}{sep}channel={channel}", {"Last-Event-ID": "0"})
-        assert sse.status == 200, sse.body
-        while (event := await sse.event())["data"].get("id") != marker:
-            if event["data"].get("type") == "message":
-                got.append(event["data"]["data"])
-        sse.close()
-    return got
-
-
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 async def test_each_namespace_keeps_its_history_through_nginx(stack: NativeStack, transport: str) -> None:
     """Through nginx, sensors.* replays its last 3, public.* its last 2 (no token), others all of them."""
     for channel in (f"sensors.{transport}", f"public.{transport}", f"other.{transport}"):
         for n in range(5):
             await publish(stack.base, channel, n)
-    assert await history_over(stack, transport, f"sensors.{transport}", TOKEN) == [3, 4]
-    assert await history_over(stack, transport, f"public.{transport}", None) == [4]
-    assert await history_over(stack, transport, f"other.{transport}", mint_token(SECRET, ["other.*"])) == [
+    assert await replay(stack, transport, f"sensors.{transport}", TOKEN) == [3, 4]
+    assert await replay(stack, transport, f"public.{transport}", None) == [4]
+    assert await replay(stack, transport, f"other.{transport}", mint_token(SECRET, ["other.*"])) == [
         0,
         1,
         2,
