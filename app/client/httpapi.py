@@ -26,14 +26,19 @@ def publish_request(
     return publish_url(base, channel), encode_json(data).encode(), headers
 
 
-def check_answer(response: httpx.Response) -> dict[str, Any]:
-    """The answer of a publish as a dict; ClientError with the server's code for an error answer."""
+def _json_answer(response: httpx.Response) -> Any:
+    """The decoded body of a good answer (None if it is not JSON); ClientError with the server's code."""
     if response.status_code >= 400:
         raise from_http_answer(response.status_code, response.content)
     try:
-        answer = json.loads(response.content)
+        return json.loads(response.content)
     except ValueError:
-        answer = None
+        return None
+
+
+def check_answer(response: httpx.Response) -> dict[str, Any]:
+    """The answer of a publish as a dict; ClientError with the server's code for an error answer."""
+    answer = _json_answer(response)
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
         raise ClientError(
             "bad_answer", f"not a publish answer: {response.text[:200]!r}", response.status_code
@@ -77,12 +82,7 @@ async def http_latest(
         response = await http.get(url, headers=headers, timeout=within)
     except httpx.TransportError as exc:
         raise transport_error(url, exc) from None
-    if response.status_code >= 400:
-        raise from_http_answer(response.status_code, response.content)
-    try:
-        answer = json.loads(response.content)
-    except ValueError:
-        answer = None
+    answer = _json_answer(response)
     if not isinstance(answer, dict) or "latest" not in answer:
         raise ClientError("bad_answer", f"not a channel's state: {response.text[:200]!r}")
     latest = answer["latest"]
