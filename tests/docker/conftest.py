@@ -155,6 +155,37 @@ class Container:
         """The names its workers report: hostname:port."""
         return {f"{self.hostname}:{BASE_PORT + i}" for i in range(WORKERS)}
 
+    def healthz(self, ports: list[int] | None = None) -> dict[int, tuple[int, Any]]:
+        """Each worker's /healthz as (status, body), fetched inside this container (0 and the error: none).
+
+        From inside, because the host may reach containers only through
+        ports published on 127.0.0.1, and the workers' are not published.
+        """
+        wanted = ports if ports is not None else [BASE_PORT + i for i in range(WORKERS)]
+        output = run(
+            ["docker", "exec", self.id, "python", "-c", _HEALTHZ, *map(str, wanted)], 60, check=False
+        )
+        try:
+            return {int(port): (status, body) for port, (status, body) in json.loads(output).items()}
+        except ValueError:
+            return {port: (0, output.strip()) for port in wanted}
+
+
+# Run by `python -c` inside an app container: each port's /healthz, as JSON.
+_HEALTHZ = """
+import json, sys, urllib.error, urllib.request
+answers = {}
+for port in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+            answers[port] = [r.status, json.load(r)]
+    except urllib.error.HTTPError as e:
+        answers[port] = [e.code, json.load(e)]
+    except Exception as e:
+        answers[port] = [0, repr(e)]
+print(json.dumps(answers))
+"""
+
 
 @dataclass
 class ComposeStack:

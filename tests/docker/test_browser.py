@@ -7,13 +7,12 @@ transports; two tabs on different replicas chat.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import Tab
-from tests.docker.conftest import BASE_PORT, WORKERS, ComposeStack, in_thread, run
+from tests.docker.conftest import WORKERS, ComposeStack, in_thread
 from tests.helpers import UNIT, eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -21,21 +20,16 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "sse"])
 LABEL = {"websocket": "WebSocket", "sse": "SSE"}
 
-# Run inside an app container: each worker's stream counts, from its own /healthz.
-COUNTS = (
-    "import json, urllib.request\n"
-    "print(json.dumps({p: json.load(urllib.request.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=5))"
-    "['connections'] for p in %r}))"
-)
-
 
 def streams_by_replica(stack: ComposeStack, transport: str) -> dict[str, int]:
     """How many streams of this transport each app replica (by container name) holds."""
-    ports = [BASE_PORT + i for i in range(WORKERS)]
     counts = {}
     for container in stack.containers("app"):
-        answer = json.loads(run(["docker", "exec", container.id, "python", "-c", COUNTS % ports], 60))
-        counts[container.name] = sum(int(c.get(transport, 0)) for c in answer.values())
+        answers = container.healthz()
+        assert all(status == 200 for status, _ in answers.values()), answers
+        counts[container.name] = sum(
+            int(body["connections"].get(transport, 0)) for _, body in answers.values()
+        )
     return counts
 
 

@@ -70,18 +70,8 @@ def worker_health(stack: ComposeStack, worker: str) -> str:
     container = next((c for c in stack.containers() if c.hostname == host), None)
     if container is None:
         return f"no running container is {host}"
-    code = (
-        "import sys, urllib.request as u\n"
-        "try: print(u.urlopen(f'http://127.0.0.1:{sys.argv[1]}/healthz', timeout=3).read().decode())\n"
-        "except Exception as e: print(repr(e), getattr(e, 'read', bytes)().decode())"
-    )
-    result = subprocess.run(
-        ["docker", "exec", container.id, "python", "-c", code, port],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return (result.stdout or result.stderr).strip()
+    status, body = container.healthz([int(port)])[int(port)]
+    return f"{status} {json.dumps(body)}"
 
 
 async def next_sse(sse: SSE, timeout: float = 15) -> dict[str, Any]:
