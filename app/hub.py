@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from app.brokers.base import Broker, History, PublishResult
 from app.client_frames import LATEST
 from app.messages import Message, plan_resume
 from app.namespaces import Namespaces
+from app.stats import Stats
 from app.subscribers import After, Pending, Subscriber
 
 __all__ = ["History", "Hub", "PublishResult", "Subscriber"]
@@ -29,13 +29,6 @@ _NOTHING = 2**62
 # Waits between tries of a refill's history read (about 10 s in all): live
 # messages are held meanwhile, so it gives up before holding them for long.
 _REFILL_BACKOFF = (0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0)
-
-
-@dataclass
-class HubStats:
-    messages: int = 0
-    slow_consumers: int = 0
-    resets: int = 0
 
 
 class Hub:
@@ -51,9 +44,10 @@ class Hub:
         *,
         grace: float = 2.0,
         namespaces: Namespaces | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self._broker = broker
-        self.stats = HubStats()
+        self.stats = stats or Stats()
         self._grace = grace
         # None: every channel has the broker's defaults, and skips only when asked.
         self.namespaces = namespaces
@@ -70,8 +64,6 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         broker.bind(self._on_message, self._on_recover)
 
-    # Lifecycle.
-
     async def start(self) -> None:
         await self._broker.connect()
 
@@ -82,16 +74,23 @@ class Hub:
             task.cancel()
         await self._broker.disconnect()
 
-    # Public API for transports.
-
     async def publish(
-        self, channel: str, data: bytes, *, skip_unchanged: bool = False, key: str | None = None
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        skip_unchanged: bool = False,
+        key: str | None = None,
+        source: str = "http",
     ) -> PublishResult:
         """Publish encoded JSON ``data`` by its channel's namespace (see ``Broker.publish``)."""
         options: dict[str, Any] = {"skip_unchanged": skip_unchanged}
         if self.namespaces is not None:
             options = self.namespaces(channel).publish_options(skip_unchanged)
-        return await self._broker.publish(channel, data, key=key, **options)
+        result = await self._broker.publish(channel, data, key=key, **options)
+        if not (result.skipped or result.duplicate):
+            self.stats.published[source] += 1
+        return result
 
     async def history(self, channel: str) -> History:
         """The channel's latest id and every message it retains; may raise broker_unavailable."""
@@ -174,9 +173,7 @@ class Hub:
             "broker": self._broker.status(),
             "channels": len(self._subs),
             "subscriptions": sum(len(t) for t in self._subs.values()),
-            "messages": self.stats.messages,
-            "slow_consumers": self.stats.slow_consumers,
-            "resets": self.stats.resets,
+            **self.stats.health(),
         }
 
     # Fan-out: the hot path. One dict lookup per message, one call per subscriber.
@@ -190,8 +187,10 @@ class Hub:
         if message.id <= self._last_id.get(channel, 0):
             return  # already delivered by a refill
         self._last_id[channel] = message.id
+        targets = self._fanout.get(channel, ())
         self.stats.messages += 1
-        for target in self._fanout.get(channel, ()):
+        self.stats.deliveries += len(targets)
+        for target in targets:
             try:
                 target.deliver(message)
             except Exception:  # one subscriber's bug must not cost the others this message

@@ -1,4 +1,4 @@
-"""The ingest process (`python -m app ingest`): runs the sources and serves only GET /healthz.
+"""The ingest process (`python -m app ingest`): runs the sources and serves only /healthz and /metrics.
 
 In a deployment the workers run no sources; one or more ingest processes
 do, publishing through the same Redis. Leases make each poller run in only
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
 import tornado.web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from app.config import Settings
+from app.metrics import MetricsHandler, WorkerCollector, registry_for
 from app.server import Server, run
 from app.transports.common import JsonErrors
 from app.web import NotFoundHandler
@@ -51,9 +54,44 @@ class Ingest(Server):
     role = "ingest"
 
     def application(self) -> tornado.web.Application:
+        registry = registry_for(WorkerCollector(self.hub, self.connections, extra=self.source_metrics))
         return tornado.web.Application(
-            [(r"/healthz", IngestHealthHandler, {"ingest": self})], default_handler_class=NotFoundHandler
+            [
+                (r"/healthz", IngestHealthHandler, {"ingest": self}),
+                (r"/metrics", MetricsHandler, {"registry": registry}),
+            ],
+            default_handler_class=NotFoundHandler,
+            errors=self.connections.errors,
         )
+
+    def source_metrics(self) -> Iterator[Metric]:
+        """The sources' counters: UDP datagrams by fate, and each poller's state and failures."""
+        sources = self.sources
+        udp = sources.one("udp") if sources is not None else None
+        if udp is not None:
+            yield CounterMetricFamily("windsock_udp_received", "Datagrams received", value=udp.received)
+            yield CounterMetricFamily(
+                "windsock_udp_duplicates", "Resent readings not published", value=udp.duplicates
+            )
+            dropped = CounterMetricFamily(
+                "windsock_udp_dropped", "Datagrams dropped, by reason", labels=["reason"]
+            )
+            for reason, count in sorted(udp.dropped.items()):
+                dropped.add_metric([reason], count)
+            yield dropped
+        pollers = sources.of("pollers") if sources is not None else []
+        if pollers:
+            up = GaugeMetricFamily(
+                "windsock_poller_up", "1 while a poller's last fetch succeeded", labels=["poller"]
+            )
+            failures = CounterMetricFamily(
+                "windsock_poller_fetch_failures", "Failed fetches", labels=["poller"]
+            )
+            for poller in pollers:
+                up.add_metric([poller.config.name], 1 if poller.state == "ok" else 0)
+                failures.add_metric([poller.config.name], poller.failed_fetches)
+            yield up
+            yield failures
 
 
 async def run_ingest(settings: Settings) -> None:

@@ -8,6 +8,7 @@ from tornado.web import url
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
+from app.metrics import MetricsHandler, WorkerCollector, registry_for
 from app.namespaces import Namespaces
 from app.transports.common import Connections, JsonErrors
 from app.transports.health import HealthHandler
@@ -38,6 +39,8 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
             url(r"/ws", WebSocketHandler, live),
             url(r"/events", EventsHandler, live),
             url(r"/api/channels/([^/]*)", ChannelHandler, live),
+            # Not proxied by nginx: Prometheus scrapes each worker's port (docs/metrics.md).
+            url(r"/metrics", MetricsHandler, {"registry": registry_for(WorkerCollector(hub, connections))}),
             url(r"/api/.*", NotFoundHandler),
             url(r"/(.*)", StaticHandler, {"path": settings.static_dir, "default_filename": "index.html"}),
         ],
@@ -47,4 +50,5 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=False,
         worker_name=settings.worker_name,
+        errors=connections.errors,  # error answers are counted by code (JsonErrors)
     )

@@ -36,8 +36,9 @@ def test_the_server_only_builds_the_broker_for_the_hub() -> None:
 
 
 def test_counters_are_kept_by_the_hub() -> None:
-    """Transports and sources report to the hub's methods; none bumps its stats directly."""
-    offenders = {name for name, text in _sources("hub.py").items() if "hub.stats" in text}
+    """Transports and sources report to the hub's methods; none bumps its stats directly (reading is fine)."""
+    bump = re.compile(r"hub\.stats\.\w+(\[[^]]*\])?\s*[-+]?=")
+    offenders = {name for name, text in _sources("hub.py").items() if bump.search(text)}
     assert offenders == set()
 
 

@@ -282,3 +282,34 @@ async def test_stop_tasks_cancels_until_a_task_really_stops() -> None:
     await asyncio.sleep(0)
     assert await stop_tasks([task], 2.0) == set()
     assert task.cancelled() and swallowed == 1
+
+
+async def test_ingest_metrics_count_datagrams_by_fate(make_settings: Any) -> None:
+    """The ingest process's /metrics: datagrams received, dropped by reason, resent; publishes by source."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app.ingest import Ingest
+
+    ingest = Ingest(make_settings(sources=("udp",), udp_port=0))
+    await ingest.start()
+    try:
+        udp = ingest.sources.one("udp") if ingest.sources is not None else None
+        assert udp is not None
+        reading = {"sensor": "m", "v": 1, "idempotency_key": "r-1"}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for raw in (b"{", b"[1]", json.dumps(reading).encode(), json.dumps(reading).encode()):
+                sock.sendto(raw, ("127.0.0.1", udp.port))
+        await eventually(lambda: udp.published + udp.duplicates == 2)
+        _, _, response = await http("GET", f"http://127.0.0.1:{ingest.port}/metrics")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.body.decode())
+            for s in family.samples
+        }
+        assert samples[("windsock_udp_received_total", ())] == 4
+        assert samples[("windsock_udp_dropped_total", (("reason", "bad_json"),))] == 1
+        assert samples[("windsock_udp_dropped_total", (("reason", "not_object"),))] == 1
+        assert samples[("windsock_udp_duplicates_total", ())] == 1
+        assert samples[("windsock_messages_published_total", (("source", "udp"),))] == 1
+    finally:
+        await ingest.stop()

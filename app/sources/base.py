@@ -78,6 +78,8 @@ class Publisher:
     ) -> None:
         self.hub = hub
         self.source = source
+        # The metrics' source label: "poller oslo-weather" counts as "poller".
+        self.kind = source.split()[0]
         self.errors = 0
         self.retried = 0
         self._retries = retries
@@ -90,7 +92,9 @@ class Publisher:
         key = key or uuid.uuid4().hex
         for delay in (*self._retries, None):
             try:
-                return await self.hub.publish(channel, data, skip_unchanged=skip_unchanged, key=key)
+                return await self.hub.publish(
+                    channel, data, skip_unchanged=skip_unchanged, key=key, source=self.kind
+                )
             except Exception as exc:
                 if delay is not None and isinstance(exc, WindsockError) and exc.code == "broker_unavailable":
                     self.retried += 1

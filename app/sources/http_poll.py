@@ -44,6 +44,7 @@ class Poller:
         self.fetches = 0
         self.published = 0
         self.failures = 0  # in a row
+        self.failed_fetches = 0  # in all, for /metrics
         self._publish = publish
         self._hub = hub
         self._max_bytes = max_bytes
@@ -78,6 +79,7 @@ class Poller:
                 # A bug must cost one round, never the poller.
                 log.exception("poller %s: unexpected error", self.config.name)
                 self.failures += 1
+                self.failed_fetches += 1
                 delay = self._delay()
             if not self.failures:
                 delay = started + delay - loop.time()  # a steady rate, whatever the fetch took
@@ -90,6 +92,7 @@ class Poller:
             data = await self._fetch()
         except PollError as exc:
             self.failures += 1
+            self.failed_fetches += 1
             log.debug("poller %s: %s (failure %d in a row)", self.config.name, exc, self.failures)
             self._enter("failing", str(exc))
         else:

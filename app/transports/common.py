@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -79,6 +80,9 @@ class JsonErrors(tornado.web.RequestHandler):
         else:
             code = _CODE_BY_STATUS.get(status_code, "internal_error")
             body = {"type": "error", "code": code, "message": status_reason(self)}
+        errors = self.application.settings.get("errors")
+        if errors is not None:
+            errors[body["code"]] += 1
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
@@ -143,6 +147,9 @@ class Connections:
         # mid-request, or a publish Redis accepted is answered with a 502.
         self.requests = 0
         self._no_requests = asyncio.Event()
+        # For /metrics: error answers and frames by code, and rate-limit closes.
+        self.errors: Counter[str] = Counter()
+        self.rate_limited = 0
 
     def start(self) -> None:
         self._beat.start()

@@ -107,6 +107,7 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
         try:
             await self._subscribe(frame)
         except WindsockError as exc:
+            self.connections.errors[exc.code] += 1
             self._send({**exc.as_dict(), "channel": frame.channel})
         return self.ws_connection is not None and not self.ws_connection.is_closing()
 
@@ -114,6 +115,8 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
 
     async def on_message(self, message: str | bytes) -> None:
         if not self.bucket.allow():
+            self.connections.rate_limited += 1
+            self.connections.errors["rate_limited"] += 1
             self._send(WindsockError("rate_limited").as_dict())
             self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
             return
@@ -129,6 +132,7 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
             else:
                 self._send({"type": "pong", "ref": frame.ref})
         except WindsockError as exc:
+            self.connections.errors[exc.code] += 1
             reply: dict[str, Any] = exc.as_dict()
             if frame is not None:
                 reply.update(channel=frame.channel or None, ref=frame.ref)
@@ -167,7 +171,7 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
     async def _publish(self, frame: ClientFrame) -> None:
         if not self.namespaces(frame.channel).client_publish:
             raise WindsockError("forbidden", f"clients may not publish to {frame.channel!r}")
-        result = await self.hub.publish(frame.channel, frame.data, key=frame.key)
+        result = await self.hub.publish(frame.channel, frame.data, key=frame.key, source="websocket")
         reply = {"type": "published", "channel": frame.channel, "id": result.id, "ref": frame.ref}
         if result.duplicate:
             reply["duplicate"] = True
@@ -206,6 +210,7 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
         # subscriber; a closed stream makes write_now raise StreamClosedError.
         if conn is None or conn.stream is None or conn.client_terminated or conn.server_terminated:
             return
+        self._turns.written += len(frame)
         try:
             write_now(conn.stream, frame)
         except StreamBufferFullError:

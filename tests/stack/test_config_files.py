@@ -191,3 +191,20 @@ def test_crash_looping_worker_stops_supervisord(tmp_path: Path) -> None:
     assert "gave up: app_00 entered FATAL state" in output, output
     assert "keeps crashing; stopping supervisord" in output, output
     print(f"supervisord stopped {time.monotonic() - started:.1f} s after start")
+
+
+def test_prometheus_scrape_config_is_valid_and_finds_every_worker_port() -> None:
+    """deploy/prometheus.yml passes `promtool check config` and has one DNS target per worker port."""
+    promtool = need_binary("promtool")
+    path = ROOT / "deploy" / "prometheus.yml"
+    done = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = yaml.safe_load(path.read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "windsock"]
+    ports = sorted(sd["port"] for sd in job["dns_sd_configs"] if sd["names"] == ["app"])
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    workers = int(compose["x-app-environment"]["WORKERS"].split(":-")[1].rstrip("}"))
+    base = int(compose["x-app-environment"]["APP_BASE_PORT"])
+    assert ports == list(range(base, base + workers)), (ports, base, workers)
