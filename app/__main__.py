@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from app.config import ConfigError, add_arguments, check_exposure, load_settings
 from app.ingest import run_ingest
+from app.logs import configure_logging
 from app.namespaces import Namespaces
 from app.server import run
 from app.sources import check_sources
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return 0
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s {settings.worker_name} %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     try:
         asyncio.run(run_ingest(settings) if args.command == "ingest" else run(settings))
     except ConfigError as exc:  # found only on starting, such as a UDP port in use

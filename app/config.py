@@ -40,6 +40,7 @@ class Settings:
     worker_id: str = _setting("", "name reported by /healthz (default: hostname:port)")
     static_dir: str = _setting(str(STATIC_DIR), "directory of the demo page served at /")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _setting("text", "text, or json: one JSON object per line (time, level, worker, event)")
     shutdown_timeout: float = _setting(5.0, "seconds to drain connections on SIGTERM", lo=0, hi=600)
 
     # Broker and history.
@@ -172,6 +173,8 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
 def _check(settings: Settings) -> None:
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"LOG_LEVEL={settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"LOG_FORMAT={settings.log_format!r} must be text or json")
     scheme = settings.broker_url.split("://", 1)[0]
     if scheme not in {"memory", "redis", "rediss", "unix"}:
         raise ConfigError(f"REDIS_URL={settings.redis_url!r} must start with redis:// or rediss://")

@@ -8,6 +8,7 @@ from tornado.web import url
 from app.config import Settings
 from app.errors import WindsockError
 from app.hub import Hub
+from app.logs import access_log
 from app.metrics import MetricsHandler, WorkerCollector, registry_for
 from app.namespaces import Namespaces
 from app.transports.common import Connections, JsonErrors
@@ -50,5 +51,6 @@ def make_app(settings: Settings, hub: Hub, connections: Connections) -> tornado.
         websocket_max_message_size=settings.max_message_bytes,
         compress_response=False,
         worker_name=settings.worker_name,
+        log_function=access_log,
         errors=connections.errors,  # error answers are counted by code (JsonErrors)
     )
