@@ -41,6 +41,9 @@ class Settings:
     static_dir: str = _setting(str(STATIC_DIR), "directory of the demo page served at /")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = _setting("text", "text, or json: one JSON object per line (time, level, worker, event)")
+    ops_interval: float = _setting(
+        1.0, "seconds between this process's reports on the ops channel (ops page); 0: none", lo=0, hi=3600
+    )
     shutdown_timeout: float = _setting(5.0, "seconds to drain connections on SIGTERM", lo=0, hi=600)
 
     # Broker and history.

@@ -16,6 +16,7 @@ from app.brokers import make_broker
 from app.config import Settings
 from app.hub import Hub
 from app.namespaces import Namespaces
+from app.ops import OpsReporter
 from app.sources import Sources, start_sources
 from app.transports.common import Connections
 from app.web import make_app
@@ -40,6 +41,7 @@ class Server:
         self.connections = Connections(settings.heartbeat_interval)
         self.http: HTTPServer | None = None
         self.sources: Sources | None = None
+        self.ops: OpsReporter | None = None
         self.port = settings.port
 
     async def start(self) -> int:
@@ -66,6 +68,11 @@ class Server:
         )
         if self.settings.sources:
             self.sources = await start_sources(self.settings, self.hub)
+        if self.settings.ops_interval:
+            self.ops = OpsReporter(
+                self.hub, self.connections, self.settings.worker_name, self.role, self.settings.ops_interval
+            )
+            self.ops.start()
         return self.port
 
     def application(self) -> tornado.web.Application:
@@ -74,6 +81,8 @@ class Server:
 
     async def stop(self) -> None:
         """Stop the sources, stop accepting, ask clients to go elsewhere, wait for them, then close."""
+        if self.ops is not None:
+            self.ops.stop()
         if self.sources is not None:
             # First, so a standby ingest process can take the leases while we drain.
             await self.sources.stop()
