@@ -78,6 +78,11 @@ class WorkerCollector(Collector):
         yield _counter(
             "windsock_broker_reconnects", "Times the broker's pub/sub came back", broker.get("reconnects", 0)
         )
+        yield _gauge(
+            "windsock_broker_round_trip_seconds",
+            "How long the last publish to the broker took (Redis; 0 for the memory broker)",
+            broker.get("round_trip_ms", 0) / 1000,
+        )
         yield _gauge("windsock_channels", "Channels with local subscribers", status["channels"])
         yield _gauge(
             "windsock_subscriptions", "Local subscriptions (connection x channel)", status["subscriptions"]

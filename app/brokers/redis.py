@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -80,19 +81,14 @@ class RedisBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self.reconnects = 0
-
-    # Lifecycle.
+        self.round_trip = 0.0  # seconds the last publish took (the ops reports publish every second)
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
     async def connect(self) -> None:
-        """Start listening; returns once connected, or after the timeout if Redis is down.
-
-        A worker that starts while Redis is away still serves (and reports
-        itself degraded), and catches up when Redis appears.
-        """
+        """Start listening; return once connected, or after the timeout if Redis is down (degraded)."""
         self._listener = asyncio.create_task(self._listen(), name="redis-listener")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), self._timeout)
@@ -112,6 +108,7 @@ class RedisBroker(Broker):
             "kind": "redis",
             "channels": len(self._channels),
             "reconnects": self.reconnects,
+            "round_trip_ms": round(self.round_trip * 1000, 3),
         }
 
     # Subscriptions.
@@ -181,10 +178,12 @@ class RedisBroker(Broker):
             self._window,
         ]
         keys = self._keys(channel) + ([] if key is None else [f"{self._prefix}:{channel}:idem:{key}"])
+        started = time.perf_counter()
         try:
             sid, skipped, duplicate = await self._publish_script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise WindsockError("broker_unavailable") from exc
+        self.round_trip = time.perf_counter() - started
         return PublishResult(int(sid), skipped=bool(skipped), duplicate=bool(duplicate))
 
     async def history(self, channel: str, since: int = 0, *, latest: bool = False) -> History:

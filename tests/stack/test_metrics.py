@@ -61,6 +61,8 @@ async def test_sums_over_workers_are_exactly_what_happened(scraped: tuple[Native
     prometheus.wait_for('sum(windsock_connections{transport="websocket"})', 4)
     prometheus.wait_for('sum(windsock_errors_total{code="bad_json"})', 1)
     prometheus.wait_for("sum(windsock_broker_up)", WORKERS)
+    # Every worker publishes its ops report each second, so each has timed a round trip to Redis.
+    prometheus.wait_for("count(windsock_broker_round_trip_seconds > 0)", WORKERS)
     workers = prometheus.query('windsock_connections{transport="sse"}')
     print(f"[metrics] sse connections per worker: {sorted(r['value'][1] for r in workers)}")
     assert len(workers) == WORKERS, "one series per worker: every worker is a target"
