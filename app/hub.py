@@ -190,6 +190,7 @@ class Hub:
         targets = self._fanout.get(channel, ())
         self.stats.messages += 1
         self.stats.deliveries += len(targets)
+        self.stats.bytes += len(targets) * len(message.envelope)
         for target in targets:
             try:
                 target.deliver(message)

@@ -106,7 +106,9 @@ class WorkerCollector(Collector):
             {"websocket": 0, "sse": 0, **connections.counts()},
         )
         yield _counter(
-            "windsock_bytes_written", "Bytes handed to client sockets", connections.write_turns.written
+            "windsock_bytes_delivered",
+            "Envelope bytes handed to local subscribers (frame headers not counted, deflate not subtracted)",
+            stats.bytes,
         )
         if self.extra is not None:
             yield from self.extra()

@@ -58,7 +58,7 @@ class OpsReporter:
             "published": sum(n for source, n in stats.published.items() if source != "ops"),
             "received": stats.messages,
             "delivered": stats.deliveries,
-            "bytes": self.connections.write_turns.written,
+            "bytes": stats.bytes,
             "slow_consumers": stats.slow_consumers,
             "resets": stats.resets,
         }

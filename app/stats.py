@@ -19,6 +19,9 @@ class Stats:
 
     messages: int = 0  # messages the broker delivered to this process, on subscribed channels
     deliveries: int = 0  # messages handed to local subscribers (one per subscriber)
+    # Their envelopes' bytes: counted once per message, as the transports' exact
+    # byte counts would cost every delivery a Python attribute update.
+    bytes: int = 0
     slow_consumers: int = 0
     resets: int = 0
     published: Counter[str] = field(default_factory=Counter)  # by source: http, websocket, udp, ...

@@ -155,7 +155,6 @@ class EventsHandler(CoreHandler, Coalescing):
         """Write ``data``, already framed for the connection, once the stream has started."""
         if self.done.done():
             return
-        self._turns.written += len(data)
         try:
             # Straight to the socket (app.transports.stream), skipping
             # RequestHandler's buffer and its flush per message, and the

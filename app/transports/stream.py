@@ -35,11 +35,10 @@ class WriteTurns:
     connections: joining writes needs to know which ones came in the same turn.
     """
 
-    __slots__ = ("deferred", "ending", "number", "written")
+    __slots__ = ("deferred", "ending", "number")
 
     def __init__(self) -> None:
         self.number = 0
-        self.written = 0  # bytes handed to client sockets, for /metrics
         # The loop that will run end(), once one is scheduled.
         self.ending: asyncio.AbstractEventLoop | None = None
         self.deferred: list[Coalescing] = []

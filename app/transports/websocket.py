@@ -210,7 +210,6 @@ class WebSocketHandler(CoreHandler, Coalescing, tornado.websocket.WebSocketHandl
         # subscriber; a closed stream makes write_now raise StreamClosedError.
         if conn is None or conn.stream is None or conn.client_terminated or conn.server_terminated:
             return
-        self._turns.written += len(frame)
         try:
             write_now(conn.stream, frame)
         except StreamBufferFullError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.helpers import SSE, WS, http, need_binary, publish
@@ -47,8 +48,12 @@ async def test_sums_over_workers_are_exactly_what_happened(scraped: tuple[Native
             clients.append(sse)
     for n in range(20):
         await publish(stack.base, "m.count", {"n": n})
+    envelope_bytes = 0
     for client in clients:
-        assert len(await client.messages(20)) == 20
+        got = await client.messages(20)
+        assert len(got) == 20
+        # The envelope is compact JSON in this key order: re-encoding gives its very bytes.
+        envelope_bytes += sum(len(orjson.dumps(m)) for m in got)
     status, _, _ = await http("POST", f"{stack.base}/api/channels/m.bad", raw=b"{not json")
     assert status == 400
     writer = await WS.connect(stack.ws)
@@ -57,6 +62,7 @@ async def test_sums_over_workers_are_exactly_what_happened(scraped: tuple[Native
     prometheus.wait_for('sum(windsock_messages_published_total{source="http"})', 20)
     prometheus.wait_for('sum(windsock_messages_published_total{source="websocket"})', 1)
     prometheus.wait_for("sum(windsock_messages_delivered_total)", 120)
+    prometheus.wait_for("sum(windsock_bytes_delivered_total)", envelope_bytes)
     prometheus.wait_for('sum(windsock_connections{transport="sse"})', 3)
     prometheus.wait_for('sum(windsock_connections{transport="websocket"})', 4)
     prometheus.wait_for('sum(windsock_errors_total{code="bad_json"})', 1)
