@@ -51,6 +51,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 .PHONY: bench
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.idempotency_costs
+	$(BIN)/python -m bench.fanout_instructions $(if $(BENCH_BASE),--base $(BENCH_BASE))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## run: the whole stack natively, in the foreground: redis-server, supervisord
