@@ -15,7 +15,7 @@ import tornado.web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from app.config import Settings
-from app.metrics import MetricsHandler, WorkerCollector, registry_for
+from app.metrics import MetricsHandler, WorkerCollector, counter, labelled, registry_for
 from app.server import Server, run
 from app.transports.common import JsonErrors
 from app.web import NotFoundHandler
@@ -69,29 +69,22 @@ class Ingest(Server):
         sources = self.sources
         udp = sources.one("udp") if sources is not None else None
         if udp is not None:
-            yield CounterMetricFamily("windsock_udp_received", "Datagrams received", value=udp.received)
-            yield CounterMetricFamily(
-                "windsock_udp_duplicates", "Resent readings not published", value=udp.duplicates
-            )
+            yield counter("windsock_udp_received", "Datagrams received", udp.received)
+            yield counter("windsock_udp_duplicates", "Resent readings not published", udp.duplicates)
             dropped = CounterMetricFamily(
                 "windsock_udp_dropped", "Datagrams dropped, by reason", labels=["reason"]
             )
-            for reason, count in sorted(udp.dropped.items()):
-                dropped.add_metric([reason], count)
-            yield dropped
+            yield labelled(dropped, dict(udp.dropped))
         pollers = sources.of("pollers") if sources is not None else []
         if pollers:
             up = GaugeMetricFamily(
                 "windsock_poller_up", "1 while a poller's last fetch succeeded", labels=["poller"]
             )
-            failures = CounterMetricFamily(
+            yield labelled(up, {p.config.name: int(p.state == "ok") for p in pollers})
+            failed = CounterMetricFamily(
                 "windsock_poller_fetch_failures", "Failed fetches", labels=["poller"]
             )
-            for poller in pollers:
-                up.add_metric([poller.config.name], 1 if poller.state == "ok" else 0)
-                failures.add_metric([poller.config.name], poller.failed_fetches)
-            yield up
-            yield failures
+            yield labelled(failed, {p.config.name: p.failed_fetches for p in pollers})
 
 
 async def run_ingest(settings: Settings) -> None:

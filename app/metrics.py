@@ -19,18 +19,18 @@ from prometheus_client.registry import Collector
 from app.hub import Hub
 from app.transports.common import Connections, JsonErrors
 
-__all__ = ["MetricsHandler", "WorkerCollector", "registry_for"]
+__all__ = ["MetricsHandler", "WorkerCollector", "counter", "gauge", "labelled", "registry_for"]
 
 
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _labelled(family: Any, values: dict[str, int]) -> Any:
+def labelled(family: Any, values: dict[str, int]) -> Any:
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family
@@ -52,60 +52,60 @@ class WorkerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats, status = self.hub.stats, self.hub.status()
         broker = status["broker"]
-        yield _labelled(
+        yield labelled(
             CounterMetricFamily(
                 "windsock_messages_published", "Publishes this process made, by source", labels=["source"]
             ),
             {"http": 0, "websocket": 0, **stats.published},
         )
-        yield _counter(
+        yield counter(
             "windsock_messages_received", "Messages the broker brought to this process", stats.messages
         )
-        yield _counter(
+        yield counter(
             "windsock_messages_delivered",
             "Messages handed to local subscribers, one per subscriber",
             stats.deliveries,
         )
-        yield _counter(
+        yield counter(
             "windsock_slow_consumers",
             "Connections dropped because their queue was full",
             stats.slow_consumers,
         )
-        yield _counter("windsock_resets", "reset notices sent: history lost for a subscriber", stats.resets)
-        yield _gauge(
+        yield counter("windsock_resets", "reset notices sent: history lost for a subscriber", stats.resets)
+        yield gauge(
             "windsock_broker_up", "1 while the broker can be reached", 1 if broker.get("healthy") else 0
         )
-        yield _counter(
+        yield counter(
             "windsock_broker_reconnects", "Times the broker's pub/sub came back", broker.get("reconnects", 0)
         )
-        yield _gauge(
+        yield gauge(
             "windsock_broker_round_trip_seconds",
             "How long the last publish to the broker took (Redis; 0 for the memory broker)",
             broker.get("round_trip_ms", 0) / 1000,
         )
-        yield _gauge("windsock_channels", "Channels with local subscribers", status["channels"])
-        yield _gauge(
+        yield gauge("windsock_channels", "Channels with local subscribers", status["channels"])
+        yield gauge(
             "windsock_subscriptions", "Local subscriptions (connection x channel)", status["subscriptions"]
         )
         connections = self.connections
-        yield _counter(
+        yield counter(
             "windsock_rate_limited",
             "WebSocket connections closed for sending too fast",
             connections.rate_limited,
         )
-        yield _labelled(
+        yield labelled(
             CounterMetricFamily(
                 "windsock_errors", "Error answers and error frames, by code", labels=["code"]
             ),
             dict(connections.errors),
         )
-        yield _labelled(
+        yield labelled(
             GaugeMetricFamily(
                 "windsock_connections", "Open client connections, by transport", labels=["transport"]
             ),
             {"websocket": 0, "sse": 0, **connections.counts()},
         )
-        yield _counter(
+        yield counter(
             "windsock_bytes_delivered",
             "Envelope bytes handed to local subscribers (frame headers not counted, deflate not subtracted)",
             stats.bytes,
